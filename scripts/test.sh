@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run) and the README shows it:
+# format and lint checks, unit and contract tests (memory, Redis, SQLite,
+# Postgres), integration tests against the real server, and the browser
+# test in headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+scripts/services.sh
+
+echo "== fmt and clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== browser"
+QT_BIN="$PWD/target/debug/queueticket" scripts/e2e.sh
+
+echo "== all tests passed"

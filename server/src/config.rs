@@ -1,0 +1,206 @@
+//! Configuration: defaults in code, overridden by `QT_*` environment
+//! variables, overridden by flags. Validated once at start-up. `--help`
+//! documents every setting.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::Role;
+
+/// A secret that never shows up in logs or debug output.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "queueticket",
+    version,
+    about = "Real-time ticket on-sale server: waiting room, live seat map, holds, checkout."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Mint a token for an operator, signed with the same key as a server on
+    /// the same data directory (or the same --jwt-secret).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    #[arg(long, value_enum, default_value = "buyer")]
+    pub role: Role,
+    /// User id (the `sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// Seller id a seller token acts for.
+    #[arg(long)]
+    pub seller: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl_s: u64,
+    /// Sign with RS256 using --jwt-private-key instead of HS256.
+    #[arg(long)]
+    pub rs256: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[arg(long, env = "QT_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// Directory for the SQLite database and the generated JWT secret.
+    #[arg(long, env = "QT_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// SQL database URL; defaults to SQLite in the data directory. Use
+    /// postgres://… for distributed mode.
+    #[arg(long, env = "QT_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Redis URL; when set, the waiting room lives in Redis and many nodes
+    /// can share it.
+    #[arg(long, env = "QT_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key, so several deployments can share a Redis.
+    #[arg(long, env = "QT_REDIS_PREFIX", default_value = "qt", global = true)]
+    pub redis_prefix: String,
+
+    /// This node's name in leases and logs; random when not set.
+    #[arg(long, env = "QT_NODE_ID", global = true)]
+    pub node_id: Option<String>,
+
+    /// HS256 secret for tokens and admission passes (at least 16 bytes).
+    /// Every node of a cluster needs the same one. When not set, one is
+    /// generated once and kept in DATA_DIR/jwt.secret.
+    #[arg(long, env = "QT_JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// PEM file of an RSA public key; RS256 tokens signed by its private key
+    /// are accepted as well.
+    #[arg(long, env = "QT_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// PEM file of the RSA private key, for `queueticket token --rs256`.
+    #[arg(long, env = "QT_JWT_PRIVATE_KEY", global = true)]
+    pub jwt_private_key: Option<PathBuf>,
+
+    /// Issue guest buyer tokens at POST /api/v1/guest. On by default in
+    /// embedded mode, off when --redis-url is set.
+    #[arg(long, env = "QT_GUEST", global = true)]
+    pub guest: Option<bool>,
+
+    /// Lifetime of guest tokens, in seconds.
+    #[arg(long, env = "QT_GUEST_TTL_S", default_value_t = 86_400, global = true)]
+    pub guest_ttl_s: u64,
+
+    /// Seed the demo seller, hall and event on first start. On by default in
+    /// embedded mode.
+    #[arg(long, env = "QT_DEMO", global = true)]
+    pub demo: Option<bool>,
+
+    /// Take the client address from the last X-Forwarded-For entry, for
+    /// per-address limits behind a proxy you run (which appends the peer).
+    #[arg(long, env = "QT_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub trust_forwarded_for: bool,
+
+    /// Guest tokens per minute per client address.
+    #[arg(long, env = "QT_GUEST_PER_MIN", default_value_t = 30, global = true)]
+    pub guest_per_min: u32,
+
+    /// WebSocket upgrades per minute per client address (burst: a tenth).
+    #[arg(long, env = "QT_WS_UPGRADES_PER_MIN", default_value_t = 600, global = true)]
+    pub ws_upgrades_per_min: u32,
+
+    /// Messages per second per socket (burst: twice that).
+    #[arg(long, env = "QT_WS_MSGS_PER_S", default_value_t = 20, global = true)]
+    pub ws_msgs_per_s: u32,
+
+    /// Frames a socket may have queued before pushes to it are dropped or,
+    /// for frames that matter, the socket is closed.
+    #[arg(long, env = "QT_WS_OUTBOX", default_value_t = 32, global = true)]
+    pub ws_outbox: usize,
+
+    /// How often the admitter runs, in milliseconds.
+    #[arg(long, env = "QT_ADMIT_TICK_MS", default_value_t = 200, global = true)]
+    pub admit_tick_ms: u64,
+
+    /// How often waiting positions are refreshed, in milliseconds.
+    #[arg(long, env = "QT_NOTIFY_TICK_MS", default_value_t = 500, global = true)]
+    pub notify_tick_ms: u64,
+
+    /// Log format: text or json. Filter with QT_LOG (e.g. "info,queueticket=debug").
+    #[arg(long, env = "QT_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+}
+
+impl ServerConfig {
+    pub fn embedded(&self) -> bool {
+        self.redis_url.is_none()
+    }
+
+    pub fn guest_enabled(&self) -> bool {
+        self.guest.unwrap_or(self.embedded())
+    }
+
+    pub fn demo_enabled(&self) -> bool {
+        self.demo.unwrap_or(self.embedded())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("queueticket.db").display()))
+    }
+
+    /// Defaults for tests and embedding: everything as the binary would
+    /// have it with no flags, on an ephemeral data directory.
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        let mut cfg = Cli::parse_from(["queueticket"]).server;
+        cfg.data_dir = data_dir;
+        cfg
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ws_msgs_per_s == 0 || self.ws_upgrades_per_min == 0 || self.guest_per_min == 0 {
+            return Err("rate limits must be positive".into());
+        }
+        if self.ws_outbox < 4 {
+            return Err("--ws-outbox must be at least 4".into());
+        }
+        if !(10..=10_000).contains(&self.admit_tick_ms) || !(50..=1_500).contains(&self.notify_tick_ms) {
+            return Err("--admit-tick-ms must be 10..10000 and --notify-tick-ms 50..1500".into());
+        }
+        if let Some(Secret(s)) = &self.jwt_secret
+            && s.len() < 16
+        {
+            return Err("--jwt-secret must be at least 16 bytes".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure domain logic: waiting-room policy, event and venue data, the demo
+//! catalogue. Nothing here performs I/O or reads a clock; callers pass time in
+//! as milliseconds since the Unix epoch so every rule is testable directly.
+
+pub mod demo;
+pub mod event;
+pub mod queue;
+
+use std::sync::Arc;
+
+/// A buyer's (or seller's) user id, as carried in the token's `sub` claim.
+pub type UserId = Arc<str>;
+/// An event id; the waiting room, the seat map and the bus are keyed by it.
+pub type EventId = Arc<str>;

@@ -1,0 +1,357 @@
+//! Waiting-room policy: live settings, the admission budget, the measured
+//! admission rate with its ETA band, and when a position is worth pushing.
+//!
+//! The Redis adapter repeats the token-bucket arithmetic in Lua (it must run
+//! inside the check-and-set); the shared contract tests keep the two equal.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Queue settings of one event, changeable live by its seller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSettings {
+    /// Most buyers admitted per minute.
+    pub rate_per_min: u32,
+    /// Most buyers whose shopping window is open at once.
+    pub max_active: u32,
+    /// Length of a shopping window after admission.
+    pub window_s: u32,
+    /// How long a disconnected buyer keeps their place.
+    pub grace_s: u32,
+    /// While paused, buyers may join but nobody is admitted.
+    pub paused: bool,
+    /// How long a seat hold lasts before the server releases it.
+    pub hold_s: u32,
+    /// Most seats one buyer may hold for the event.
+    pub max_seats_per_buyer: u32,
+    /// Nobody is admitted before the on-sale time; earlier arrivals queue.
+    pub on_sale_at_ms: i64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            rate_per_min: 600,
+            max_active: 1_000,
+            window_s: 600,
+            grace_s: 60,
+            paused: false,
+            hold_s: 600,
+            max_seats_per_buyer: 8,
+            on_sale_at_ms: 0,
+        }
+    }
+}
+
+/// A partial update of [`QueueSettings`]; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuePatch {
+    pub rate_per_min: Option<u32>,
+    pub max_active: Option<u32>,
+    pub window_s: Option<u32>,
+    pub grace_s: Option<u32>,
+    pub paused: Option<bool>,
+    pub hold_s: Option<u32>,
+    pub max_seats_per_buyer: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{field} must be between {min} and {max}")]
+pub struct InvalidSetting {
+    pub field: &'static str,
+    pub min: u32,
+    pub max: u32,
+}
+
+fn check(field: &'static str, value: Option<u32>, min: u32, max: u32, current: u32) -> Result<u32, InvalidSetting> {
+    match value {
+        None => Ok(current),
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(_) => Err(InvalidSetting { field, min, max }),
+    }
+}
+
+impl QueueSettings {
+    /// Applies a patch, refusing any value out of its range so that a bad
+    /// request changes nothing.
+    pub fn apply(&self, patch: &QueuePatch) -> Result<QueueSettings, InvalidSetting> {
+        Ok(QueueSettings {
+            rate_per_min: check("rate_per_min", patch.rate_per_min, 1, 1_000_000, self.rate_per_min)?,
+            max_active: check("max_active", patch.max_active, 1, 1_000_000, self.max_active)?,
+            window_s: check("window_s", patch.window_s, 10, 86_400, self.window_s)?,
+            grace_s: check("grace_s", patch.grace_s, 0, 3_600, self.grace_s)?,
+            paused: patch.paused.unwrap_or(self.paused),
+            hold_s: check("hold_s", patch.hold_s, 10, 3_600, self.hold_s)?,
+            max_seats_per_buyer: check(
+                "max_seats_per_buyer",
+                patch.max_seats_per_buyer,
+                1,
+                100,
+                self.max_seats_per_buyer,
+            )?,
+            on_sale_at_ms: self.on_sale_at_ms,
+        })
+    }
+
+    /// Whether the admitter may let anybody in right now.
+    pub fn admitting(&self, now_ms: i64) -> bool {
+        !self.paused && now_ms >= self.on_sale_at_ms
+    }
+}
+
+/// Admission tokens: `rate_per_min` accrue per minute, at most one second's
+/// worth (and at least one) is banked, so over any span the admitted count
+/// stays within one second's worth of the configured rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdmissionBucket {
+    pub tokens: f64,
+    pub updated_ms: i64,
+}
+
+impl AdmissionBucket {
+    pub fn full(rate_per_min: u32, now_ms: i64) -> Self {
+        Self { tokens: Self::capacity(rate_per_min), updated_ms: now_ms }
+    }
+
+    pub fn capacity(rate_per_min: u32) -> f64 {
+        (f64::from(rate_per_min) / 60.0).max(1.0)
+    }
+
+    pub fn refill(&mut self, rate_per_min: u32, now_ms: i64) {
+        let elapsed = (now_ms - self.updated_ms).max(0) as f64;
+        let accrued = elapsed * f64::from(rate_per_min) / 60_000.0;
+        self.tokens = (self.tokens + accrued).min(Self::capacity(rate_per_min));
+        self.updated_ms = now_ms.max(self.updated_ms);
+    }
+
+    /// How many buyers may be admitted now, taking the tokens for them.
+    pub fn take_budget(&mut self, settings: &QueueSettings, active: u64, waiting: u64, now_ms: i64) -> u64 {
+        self.refill(settings.rate_per_min, now_ms);
+        if !settings.admitting(now_ms) {
+            return 0;
+        }
+        let room = u64::from(settings.max_active).saturating_sub(active);
+        let n = (self.tokens.floor() as u64).min(room).min(waiting);
+        self.tokens -= n as f64;
+        n
+    }
+}
+
+/// Admission rate as measured by the admitter, the basis of every ETA.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateStats {
+    /// Mean admissions per minute over the recent past.
+    pub per_min: f64,
+    /// The slowest recent pace, for the pessimistic end of the ETA band.
+    pub low_per_min: f64,
+    /// The fastest recent pace, for the optimistic end of the ETA band.
+    pub high_per_min: f64,
+}
+
+impl RateStats {
+    /// Before anything was measured: the configured rate, with a band that
+    /// admits we do not know how fast buyers will finish.
+    pub fn expected(settings: &QueueSettings) -> Self {
+        let rate = f64::from(settings.rate_per_min);
+        Self { per_min: rate, low_per_min: rate * 0.5, high_per_min: rate }
+    }
+}
+
+const METER_BUCKET_MS: i64 = 5_000;
+const METER_BUCKETS: usize = 12;
+
+/// Counts admissions in 5-second buckets over the last minute.
+#[derive(Debug, Clone, Default)]
+pub struct RateMeter {
+    buckets: VecDeque<(i64, u64)>,
+}
+
+impl RateMeter {
+    pub fn record(&mut self, now_ms: i64, admitted: u64) {
+        let start = now_ms - now_ms.rem_euclid(METER_BUCKET_MS);
+        match self.buckets.back_mut() {
+            Some((s, n)) if *s == start => *n += admitted,
+            _ => self.buckets.push_back((start, admitted)),
+        }
+        while self.buckets.len() > METER_BUCKETS + 1 {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// Rates over complete buckets; the configured rate until at least two
+    /// buckets were seen, or while admissions have stopped (a pause, a full
+    /// house) so that waiting buyers still see a finite estimate.
+    pub fn stats(&mut self, now_ms: i64, settings: &QueueSettings) -> RateStats {
+        self.record(now_ms, 0);
+        let current = now_ms - now_ms.rem_euclid(METER_BUCKET_MS);
+        let oldest = current - METER_BUCKET_MS * METER_BUCKETS as i64;
+        let complete: Vec<f64> = self
+            .buckets
+            .iter()
+            .filter(|(s, _)| *s < current && *s >= oldest)
+            .map(|(_, n)| *n as f64 * 60_000.0 / METER_BUCKET_MS as f64)
+            .collect();
+        let expected = RateStats::expected(settings);
+        if complete.len() < 2 {
+            return expected;
+        }
+        let mean = complete.iter().sum::<f64>() / complete.len() as f64;
+        if mean <= 0.0 {
+            return expected;
+        }
+        let low = complete.iter().copied().fold(f64::INFINITY, f64::min).max(mean * 0.25);
+        let high = complete.iter().copied().fold(0.0, f64::max);
+        RateStats { per_min: mean, low_per_min: low, high_per_min: high.max(mean) }
+    }
+}
+
+/// Estimated wait, with the band it probably falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Eta {
+    pub eta_s: u64,
+    pub low_s: u64,
+    pub high_s: u64,
+}
+
+fn seconds_at(position: u64, per_min: f64) -> u64 {
+    if per_min <= 0.0 {
+        return u64::MAX / 2;
+    }
+    (position as f64 * 60.0 / per_min).ceil() as u64
+}
+
+pub fn eta(position: u64, stats: &RateStats) -> Eta {
+    Eta {
+        eta_s: seconds_at(position, stats.per_min),
+        low_s: seconds_at(position, stats.high_per_min),
+        high_s: seconds_at(position, stats.low_per_min),
+    }
+}
+
+/// A waiting socket hears from us at least this often.
+pub const PUSH_EVERY_MS: i64 = 1_500;
+
+/// The position last pushed to a waiting buyer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastPush {
+    pub position: u64,
+    pub at_ms: i64,
+}
+
+/// Push when the last push is getting old, or at once when the position
+/// moved a lot: by a tenth of itself, or at all near the front of the line.
+pub fn should_push(last: Option<LastPush>, position: u64, now_ms: i64) -> bool {
+    let Some(last) = last else { return true };
+    if now_ms - last.at_ms >= PUSH_EVERY_MS {
+        return true;
+    }
+    if last.position == position {
+        return false;
+    }
+    position <= 10 || last.position.abs_diff(position) * 10 >= last.position
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(rate: u32, max_active: u32) -> QueueSettings {
+        QueueSettings { rate_per_min: rate, max_active, ..QueueSettings::default() }
+    }
+
+    #[test]
+    fn bucket_admits_at_most_the_rate_plus_one_second() {
+        let s = settings(600, 1_000_000);
+        let mut bucket = AdmissionBucket::full(600, 0);
+        let mut admitted = 0;
+        for step in 0..=600 {
+            admitted += bucket.take_budget(&s, 0, u64::MAX, step * 100);
+        }
+        // 60 s at 10/s, plus the one-second bank it started with.
+        assert_eq!(admitted, 600 + 10);
+    }
+
+    #[test]
+    fn bucket_respects_max_active_and_waiting() {
+        let s = settings(6_000, 5);
+        let mut bucket = AdmissionBucket::full(6_000, 0);
+        assert_eq!(bucket.take_budget(&s, 3, 100, 0), 2);
+        assert_eq!(bucket.take_budget(&s, 0, 1, 0), 1);
+    }
+
+    #[test]
+    fn slow_rate_still_admits_one_at_a_time() {
+        let s = settings(6, 10);
+        let mut bucket = AdmissionBucket { tokens: 0.0, updated_ms: 0 };
+        assert_eq!(bucket.take_budget(&s, 0, 10, 9_999), 0);
+        assert_eq!(bucket.take_budget(&s, 0, 10, 10_000), 1);
+        assert_eq!(bucket.take_budget(&s, 0, 10, 10_001), 0);
+    }
+
+    #[test]
+    fn paused_or_not_yet_on_sale_admits_nobody() {
+        let mut s = settings(600, 10);
+        s.paused = true;
+        let mut bucket = AdmissionBucket::full(600, 0);
+        assert_eq!(bucket.take_budget(&s, 0, 10, 1_000), 0);
+        s.paused = false;
+        s.on_sale_at_ms = 5_000;
+        assert_eq!(bucket.take_budget(&s, 0, 10, 4_999), 0);
+        assert!(bucket.take_budget(&s, 0, 10, 5_000) > 0);
+    }
+
+    #[test]
+    fn patch_rejects_out_of_range_and_changes_nothing() {
+        let s = QueueSettings::default();
+        let err = s.apply(&QueuePatch { rate_per_min: Some(0), ..Default::default() }).unwrap_err();
+        assert_eq!(err.field, "rate_per_min");
+        let ok = s.apply(&QueuePatch { max_active: Some(7), paused: Some(true), ..Default::default() }).unwrap();
+        assert_eq!(ok.max_active, 7);
+        assert!(ok.paused);
+        assert_eq!(ok.rate_per_min, s.rate_per_min);
+    }
+
+    #[test]
+    fn meter_uses_configured_rate_until_measured() {
+        let s = settings(120, 10);
+        let mut meter = RateMeter::default();
+        assert_eq!(meter.stats(0, &s), RateStats::expected(&s));
+        // 10 admissions every 5 s = 120/min, steady.
+        for t in (0..30_000).step_by(5_000) {
+            meter.record(t, 10);
+        }
+        let stats = meter.stats(30_000, &s);
+        assert!((stats.per_min - 120.0).abs() < 1e-9, "{stats:?}");
+        assert_eq!(stats.low_per_min, 120.0);
+        assert_eq!(stats.high_per_min, 120.0);
+    }
+
+    #[test]
+    fn meter_band_spans_uneven_pace() {
+        let s = settings(120, 10);
+        let mut meter = RateMeter::default();
+        meter.record(0, 5);
+        meter.record(5_000, 15);
+        let stats = meter.stats(10_000, &s);
+        assert_eq!(stats.per_min, 120.0);
+        assert_eq!(stats.low_per_min, 60.0);
+        assert_eq!(stats.high_per_min, 180.0);
+        let e = eta(60, &stats);
+        assert_eq!(e, Eta { eta_s: 30, low_s: 20, high_s: 60 });
+    }
+
+    #[test]
+    fn push_policy() {
+        let last = Some(LastPush { position: 1_000, at_ms: 0 });
+        assert!(should_push(None, 5, 0));
+        assert!(!should_push(last, 995, 100), "small move waits for the periodic push");
+        assert!(should_push(last, 900, 100), "a tenth is a big move");
+        assert!(should_push(last, 1_000, PUSH_EVERY_MS), "periodic push");
+        let near = Some(LastPush { position: 8, at_ms: 0 });
+        assert!(should_push(near, 7, 1), "near the front every step shows");
+        assert!(!should_push(near, 8, 1));
+    }
+}

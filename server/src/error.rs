@@ -1,0 +1,119 @@
+//! The one error type the transports speak, and its mapping to the
+//! protocol's error codes: HTTP statuses for REST, `error` frames for the
+//! socket. Internal causes are logged here and never shown to clients.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use thiserror::Error;
+
+use crate::auth::AuthError;
+use crate::domain::queue::InvalidSetting;
+use crate::store::StoreError;
+
+/// Error codes of the wire contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    NotAdmitted,
+    SeatUnavailable,
+    HoldLimit,
+    SoldOut,
+    AlreadyClaimed,
+    NotActive,
+    OrderExpired,
+    PaymentDeclined,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::NotAdmitted => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::SeatUnavailable | Self::HoldLimit | Self::SoldOut | Self::AlreadyClaimed => StatusCode::CONFLICT,
+            Self::NotActive | Self::OrderExpired => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("not admitted to this event; join its waiting room first")]
+    NotAdmitted,
+    #[error("too many requests; slow down")]
+    RateLimited,
+    #[error(transparent)]
+    InvalidSetting(#[from] InvalidSetting),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadRequest(_) | Self::InvalidSetting(_) => ErrorCode::BadRequest,
+            Self::Auth(AuthError::WrongRole) => ErrorCode::Forbidden,
+            Self::Auth(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::NotAdmitted => ErrorCode::NotAdmitted,
+            Self::RateLimited => ErrorCode::RateLimited,
+            Self::Store(e) if e.is_unavailable() => ErrorCode::Unavailable,
+            Self::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The text a client may see; internal causes stay in the log.
+    pub fn public_message(&self) -> String {
+        match self.code() {
+            ErrorCode::Internal => {
+                tracing::error!(error = %self, "internal error");
+                "internal error".into()
+            }
+            ErrorCode::Unavailable => {
+                tracing::warn!(error = %self, "backing store unavailable");
+                "temporarily unavailable; retry shortly".into()
+            }
+            _ => self.to_string(),
+        }
+    }
+
+    /// The body of an `error` frame or response, without `type` or `req`.
+    pub fn body(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut body = serde_json::Map::new();
+        body.insert("code".into(), json!(self.code()));
+        body.insert("message".into(), json!(self.public_message()));
+        body
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.code().status();
+        (status, axum::Json(json!({ "error": self.body() }))).into_response()
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,19 @@
+//! QueueTicket: a real-time ticket on-sale server. One WebSocket per buyer
+//! carries the whole journey; sellers use REST. See `docs/architecture.md`.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod services;
+pub mod store;
+pub mod workers;
+pub mod ws;
+
+pub use app::{StartError, run};
+pub use config::ServerConfig;

@@ -1,0 +1,36 @@
+//! Storage ports and their adapters. Each port is a trait the domain-facing
+//! code calls; each adapter (in-process memory, Redis, SQL) implements one,
+//! and one contract suite per port runs against every adapter.
+
+pub mod sql;
+pub mod waiting;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("sql: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("sql migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not what we wrote: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the backing service is out of reach (as opposed to a bug or
+    /// bad data), so the client is told to retry rather than given up on.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped()
+            }
+            Self::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,410 @@
+//! The SQL store: the catalogue (sellers, venues, seats, events, tiers) and,
+//! in later issues, orders, payments, coupons and settlements. One code path
+//! through sqlx's `Any` driver serves SQLite (embedded) and Postgres
+//! (distributed); the migrations are portable SQL.
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyConnection, AnyPool, Executor, FromRow, Row};
+
+use super::StoreResult;
+use crate::domain::event::{Event, Seat, Tier, Venue};
+use crate::domain::queue::QueueSettings;
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Rows per multi-row INSERT: well under SQLite's bind-parameter limit.
+const INSERT_CHUNK: usize = 400;
+
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    id: String,
+    seller_id: String,
+    venue_id: String,
+    name: String,
+    starts_at_ms: i64,
+    on_sale_at_ms: i64,
+    currency: String,
+    rate_per_min: i64,
+    max_active: i64,
+    window_s: i64,
+    grace_s: i64,
+    paused: i64,
+    hold_s: i64,
+    max_seats_per_buyer: i64,
+}
+
+const EVENT_COLUMNS: &str = "id, seller_id, venue_id, name, starts_at_ms, on_sale_at_ms, currency, rate_per_min, \
+     max_active, window_s, grace_s, paused, hold_s, max_seats_per_buyer";
+
+fn clamp_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+impl EventRow {
+    fn into_event(self, tiers: Vec<Tier>) -> Event {
+        Event {
+            queue: QueueSettings {
+                rate_per_min: clamp_u32(self.rate_per_min),
+                max_active: clamp_u32(self.max_active),
+                window_s: clamp_u32(self.window_s),
+                grace_s: clamp_u32(self.grace_s),
+                paused: self.paused != 0,
+                hold_s: clamp_u32(self.hold_s),
+                max_seats_per_buyer: clamp_u32(self.max_seats_per_buyer),
+                on_sale_at_ms: self.on_sale_at_ms,
+            },
+            id: self.id,
+            seller_id: self.seller_id,
+            venue_id: self.venue_id,
+            name: self.name,
+            starts_at_ms: self.starts_at_ms,
+            currency: self.currency,
+            tiers,
+        }
+    }
+}
+
+/// `($1, $2, …), ($n, …)` for `rows` rows of `cols` parameters.
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl SqlStore {
+    /// Connects to `sqlite://PATH?mode=rwc` or `postgres://…` and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        // Readers never block the writer; writers queue politely.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn insert_seller(&self, id: &str, name: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sellers (id, name, created_ms) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a venue with all its seats, all or nothing.
+    pub async fn insert_venue(&self, venue: &Venue, seats: &[Seat], now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        Self::insert_venue_in(&mut tx, venue, seats, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_venue_in(tx: &mut AnyConnection, venue: &Venue, seats: &[Seat], now_ms: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO venues (id, seller_id, name, created_ms) VALUES ($1, $2, $3, $4)")
+            .bind(&venue.id)
+            .bind(&venue.seller_id)
+            .bind(&venue.name)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in seats.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "INSERT INTO seats (venue_id, id, section, row_label, number, x, y, tier) VALUES {}",
+                placeholders(chunk.len(), 8)
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(&venue.id)
+                    .bind(&s.id)
+                    .bind(&s.section)
+                    .bind(&s.row)
+                    .bind(s.number)
+                    .bind(s.x)
+                    .bind(s.y)
+                    .bind(&s.tier);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn venue_seats(&self, venue_id: &str) -> StoreResult<Vec<Seat>> {
+        let rows = sqlx::query(
+            "SELECT id, section, row_label, number, x, y, tier FROM seats WHERE venue_id = $1 ORDER BY section, number, id",
+        )
+        .bind(venue_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Seat {
+                    id: r.try_get("id")?,
+                    section: r.try_get("section")?,
+                    row: r.try_get("row_label")?,
+                    number: r.try_get("number")?,
+                    x: r.try_get("x")?,
+                    y: r.try_get("y")?,
+                    tier: r.try_get("tier")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores an event with its tiers, all or nothing.
+    pub async fn insert_event(&self, e: &Event, now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        Self::insert_event_in(&mut tx, e, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_event_in(tx: &mut AnyConnection, e: &Event, now_ms: i64) -> StoreResult<()> {
+        let q = &e.queue;
+        sqlx::query(&format!("INSERT INTO events ({EVENT_COLUMNS}, created_ms) VALUES {}", placeholders(1, 15)))
+            .bind(&e.id)
+            .bind(&e.seller_id)
+            .bind(&e.venue_id)
+            .bind(&e.name)
+            .bind(e.starts_at_ms)
+            .bind(q.on_sale_at_ms)
+            .bind(&e.currency)
+            .bind(i64::from(q.rate_per_min))
+            .bind(i64::from(q.max_active))
+            .bind(i64::from(q.window_s))
+            .bind(i64::from(q.grace_s))
+            .bind(i64::from(q.paused))
+            .bind(i64::from(q.hold_s))
+            .bind(i64::from(q.max_seats_per_buyer))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        for t in &e.tiers {
+            sqlx::query("INSERT INTO event_tiers (event_id, id, name, price) VALUES ($1, $2, $3, $4)")
+                .bind(&e.id)
+                .bind(&t.id)
+                .bind(&t.name)
+                .bind(t.price)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn with_tiers(&self, rows: Vec<EventRow>) -> StoreResult<Vec<Event>> {
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let tiers =
+                sqlx::query("SELECT id, name, price FROM event_tiers WHERE event_id = $1 ORDER BY price DESC, id")
+                    .bind(&row.id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok(Tier { id: r.try_get("id")?, name: r.try_get("name")?, price: r.try_get("price")? }))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            events.push(row.into_event(tiers));
+        }
+        Ok(events)
+    }
+
+    pub async fn events(&self) -> StoreResult<Vec<Event>> {
+        let rows =
+            sqlx::query_as::<_, EventRow>(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY starts_at_ms, id"))
+                .fetch_all(&self.pool)
+                .await?;
+        self.with_tiers(rows).await
+    }
+
+    pub async fn seller_events(&self, seller: &str) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query_as::<_, EventRow>(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seller_id = $1 ORDER BY starts_at_ms, id"
+        ))
+        .bind(seller)
+        .fetch_all(&self.pool)
+        .await?;
+        self.with_tiers(rows).await
+    }
+
+    pub async fn event(&self, id: &str) -> StoreResult<Option<Event>> {
+        let rows = sqlx::query_as::<_, EventRow>(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(self.with_tiers(rows).await?.pop())
+    }
+
+    /// Saves an event's queue settings if `seller` owns it; whether it did.
+    pub async fn update_queue_settings(&self, seller: &str, event: &str, q: &QueueSettings) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE events SET rate_per_min = $1, max_active = $2, window_s = $3, grace_s = $4, paused = $5, \
+             hold_s = $6, max_seats_per_buyer = $7 WHERE id = $8 AND seller_id = $9",
+        )
+        .bind(i64::from(q.rate_per_min))
+        .bind(i64::from(q.max_active))
+        .bind(i64::from(q.window_s))
+        .bind(i64::from(q.grace_s))
+        .bind(i64::from(q.paused))
+        .bind(i64::from(q.hold_s))
+        .bind(i64::from(q.max_seats_per_buyer))
+        .bind(event)
+        .bind(seller)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Seeds the demo seller, hall and event unless the demo seller exists.
+    /// Whether it seeded. Safe when several nodes start at once: the seller
+    /// row decides who seeds, inside the same transaction.
+    pub async fn seed_demo(&self, now_ms: i64) -> StoreResult<bool> {
+        use crate::domain::demo;
+        let mut tx = self.pool.begin().await?;
+        let claimed =
+            sqlx::query("INSERT INTO sellers (id, name, created_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                .bind(demo::SELLER_ID)
+                .bind(demo::SELLER_NAME)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        if !claimed {
+            return Ok(false);
+        }
+        Self::insert_venue_in(&mut tx, &demo::venue(), &demo::seats(), now_ms).await?;
+        Self::insert_event_in(&mut tx, &demo::event(now_ms), now_ms).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::ConnectOptions;
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    use super::*;
+    use crate::domain::demo;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// The contract every SQL backend passes.
+    async fn contract(store: SqlStore) {
+        // Empty catalogue.
+        assert!(store.events().await.unwrap().is_empty());
+        assert!(store.event("nope").await.unwrap().is_none());
+
+        // Demo seeding happens once.
+        assert!(store.seed_demo(NOW).await.unwrap());
+        assert!(!store.seed_demo(NOW + 1).await.unwrap());
+        let events = store.events().await.unwrap();
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e, &demo::event(NOW));
+        assert_eq!(store.venue_seats(demo::VENUE_ID).await.unwrap().len(), demo::seats().len());
+        let mut want = demo::seats();
+        let mut got = store.venue_seats(demo::VENUE_ID).await.unwrap();
+        want.sort_by(|a, b| a.id.cmp(&b.id));
+        got.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(got, want, "seats round-trip exactly");
+
+        // A second seller's event; each seller sees only its own.
+        store.insert_seller("s-2", "Other", NOW).await.unwrap();
+        let venue = Venue { id: "v-2".into(), seller_id: "s-2".into(), name: "Small room".into() };
+        let seats = vec![Seat {
+            id: "A-1-1".into(),
+            section: "A".into(),
+            row: "1".into(),
+            number: 1,
+            x: 0,
+            y: 0,
+            tier: "std".into(),
+        }];
+        store.insert_venue(&venue, &seats, NOW).await.unwrap();
+        let mut other = demo::event(NOW);
+        other.id = "e-2".into();
+        other.seller_id = "s-2".into();
+        other.venue_id = "v-2".into();
+        other.tiers = vec![Tier { id: "std".into(), name: "Standard".into(), price: 10_000 }];
+        store.insert_event(&other, NOW).await.unwrap();
+        assert_eq!(store.seller_events("s-2").await.unwrap(), vec![other.clone()]);
+        assert_eq!(store.seller_events(demo::SELLER_ID).await.unwrap().len(), 1);
+
+        // Queue settings change only for their owner.
+        let changed = QueueSettings { rate_per_min: 7, paused: true, hold_s: 33, ..other.queue };
+        assert!(!store.update_queue_settings(demo::SELLER_ID, "e-2", &changed).await.unwrap());
+        assert_eq!(store.event("e-2").await.unwrap().unwrap().queue, other.queue);
+        assert!(store.update_queue_settings("s-2", "e-2", &changed).await.unwrap());
+        assert_eq!(store.event("e-2").await.unwrap().unwrap().queue, changed);
+
+        // Constraints hold in the database too: a duplicate id is refused
+        // and leaves nothing half-written.
+        assert!(store.insert_event(&other, NOW).await.is_err());
+        assert_eq!(store.events().await.unwrap().len(), 2);
+        let mut bad = other.clone();
+        bad.id = "e-3".into();
+        bad.tiers.push(Tier { id: "std".into(), name: "dup".into(), price: 1 });
+        assert!(store.insert_event(&bad, NOW).await.is_err(), "duplicate tier");
+        assert!(store.event("e-3").await.unwrap().is_none(), "rolled back");
+    }
+
+    #[tokio::test]
+    async fn sqlite_contract() {
+        let path = std::env::temp_dir().join(format!("qt-sql-{:016x}.db", rand::random::<u64>()));
+        let store = SqlStore::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+        contract(store.clone()).await;
+        // Reopening runs no migration twice and keeps the data.
+        store.close().await;
+        let again = SqlStore::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+        assert_eq!(again.events().await.unwrap().len(), 2);
+        again.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Two nodes starting at once on one database: exactly one seeds.
+    #[sqlx::test(migrations = false)]
+    async fn concurrent_demo_seeding_seeds_once(_pool: PgPoolOptions, options: PgConnectOptions) {
+        let url = options.to_url_lossy().to_string();
+        let (a, b) = (SqlStore::connect(&url).await.unwrap(), SqlStore::connect(&url).await.unwrap());
+        let (ra, rb) = tokio::join!(a.seed_demo(NOW), b.seed_demo(NOW));
+        assert_eq!([ra.unwrap(), rb.unwrap()].iter().filter(|s| **s).count(), 1);
+        assert_eq!(a.events().await.unwrap().len(), 1);
+        a.close().await;
+        b.close().await;
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn postgres_contract(_pool: PgPoolOptions, options: PgConnectOptions) {
+        let store = SqlStore::connect(options.to_url_lossy().as_str()).await.unwrap();
+        contract(store.clone()).await;
+        store.close().await;
+    }
+}

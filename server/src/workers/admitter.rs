@@ -1,0 +1,104 @@
+//! The admitter: for every event, hold (or wait for) the event's lease and,
+//! while holding it, run one admission step per tick. Exactly one node's
+//! admitter acts per event; the fencing token makes a stale one harmless.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+use crate::app::Ctx;
+use crate::domain::EventId;
+use crate::domain::queue::RateMeter;
+use crate::store::StoreResult;
+use crate::store::waiting::Lease;
+use crate::ws::protocol::encode;
+
+/// A lease outlives a missed renewal or two, and a dead holder is replaced
+/// within TTL + one renewal period.
+pub const LEASE_TTL_MS: i64 = 3_000;
+const LEASE_RENEW_MS: i64 = 1_000;
+const MAX_BATCH: u64 = 2_000;
+const PUBLISH_STATS_MS: i64 = 1_000;
+
+#[derive(Default)]
+struct EventAdmitter {
+    lease: Option<Lease>,
+    lease_checked_ms: Option<i64>,
+    meter: RateMeter,
+    published_ms: i64,
+}
+
+pub async fn run(ctx: Arc<Ctx>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(ctx.cfg.admit_tick_ms));
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut events: HashMap<EventId, EventAdmitter> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        let now = ctx.clock.now_ms();
+        for id in ctx.catalog.ids() {
+            let state = events.entry(id.clone()).or_default();
+            if let Err(e) = step(&ctx, &id, state, now).await {
+                warn!(event = %id, error = %e, "admission step failed");
+            }
+        }
+    }
+    // Hand over at once instead of making the next admitter wait out the TTL.
+    for (id, state) in events {
+        if let Some(lease) = state.lease
+            && let Err(e) = ctx.queue.release_lease(&id, &ctx.node_id, lease).await
+        {
+            warn!(event = %id, error = %e, "could not release admitter lease");
+        }
+    }
+}
+
+async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> StoreResult<()> {
+    if state.lease_checked_ms.is_none_or(|t| now - t >= LEASE_RENEW_MS) {
+        state.lease_checked_ms = Some(now);
+        let lease = ctx.queue.acquire_lease(id, &ctx.node_id, now, LEASE_TTL_MS).await?;
+        if lease != state.lease {
+            match lease {
+                Some(l) => info!(event = %id, token = l.token, "admitter lease taken"),
+                None => info!(event = %id, "admitter lease held elsewhere"),
+            }
+        }
+        state.lease = lease;
+    }
+    let Some(lease) = state.lease else { return Ok(()) };
+    let out = ctx.queue.tick(id, lease, now, MAX_BATCH).await?;
+    if out.fenced {
+        warn!(event = %id, token = lease.token, "admitter lease lost; standing down");
+        state.lease = None;
+        state.lease_checked_ms = None;
+        return Ok(());
+    }
+    state.meter.record(now, out.admitted.len() as u64);
+    ctx.metrics.admitted.add(out.admitted.len() as u64);
+    ctx.metrics.dropped_ghosts.add(out.dropped.len() as u64);
+    // Local sockets hear of their admission now; other nodes' sockets on
+    // their next status tick.
+    for (user, until_ms) in &out.admitted {
+        let peers = ctx.hub.take_user(id, user);
+        if !peers.is_empty() {
+            let frame = encode(&ctx.admitted_view(user, id, *until_ms), None);
+            for p in peers {
+                p.outbox.push_or_kill(frame.clone().into());
+            }
+        }
+    }
+    if now - state.published_ms >= PUBLISH_STATS_MS
+        && let Some(event) = ctx.catalog.get(id)
+    {
+        state.published_ms = now;
+        let stats = state.meter.stats(now, &event.queue);
+        ctx.queue.publish_stats(id, &stats).await?;
+        ctx.catalog.set_stats(id, stats);
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The notifier: every tick, fetch the places of all buyers waiting on this
+//! node's sockets (one store call per event and chunk, which also keeps
+//! their places alive) and push what changed: positions when due,
+//! admissions, and lost places.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+use tracing::warn;
+
+use crate::app::Ctx;
+use crate::ws::hub::Delivery;
+use crate::ws::outbox::PushError;
+use crate::ws::protocol::{Left, encode};
+
+/// Buyers per status call: bounds one Redis script's run time.
+const STATUS_CHUNK: usize = 2_000;
+
+pub async fn run(ctx: Arc<Ctx>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(ctx.cfg.notify_tick_ms));
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        for (event, users) in ctx.hub.waiting_users() {
+            let Some(e) = ctx.catalog.get(&event) else { continue };
+            for chunk in users.chunks(STATUS_CHUNK) {
+                let now = ctx.clock.now_ms();
+                let batch = match ctx.queue.status(&event, chunk, now).await {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        warn!(event = %event, error = %err, "position refresh failed");
+                        continue;
+                    }
+                };
+                if let Some(stats) = batch.stats {
+                    ctx.catalog.set_stats(&event, stats);
+                }
+                for delivery in ctx.hub.plan(&event, chunk, &batch.statuses, now) {
+                    match delivery {
+                        Delivery::Position { position, peers, .. } => {
+                            let frame = encode(&ctx.queue_view(&event, &e, position, batch.waiting), None);
+                            for p in peers {
+                                match p.outbox.push(frame.clone().into()) {
+                                    Ok(()) => ctx.metrics.position_pushes.inc(),
+                                    // the next periodic push carries the news
+                                    Err(PushError::Full) => ctx.metrics.pushes_skipped_full.inc(),
+                                    Err(PushError::Closed) => {}
+                                }
+                            }
+                        }
+                        Delivery::Admitted { user, until_ms, peers } => {
+                            let frame = encode(&ctx.admitted_view(&user, &event, until_ms), None);
+                            for p in peers {
+                                p.outbox.push_or_kill(frame.clone().into());
+                            }
+                        }
+                        Delivery::Gone { peers } => {
+                            let frame = encode(&Left { event: &event, reason: "gone" }, None);
+                            for p in peers {
+                                let _ = p.outbox.push(frame.clone().into());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! One buyer socket from `hello` to close: reads requests and answers them,
+//! and writes what the hub queued for it. One task per socket; a write that
+//! cannot complete in time ends the socket rather than the server's memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use governor::DefaultDirectRateLimiter;
+use tracing::debug;
+
+use super::hub::Peer;
+use super::outbox::{CLOSE_POLICY, CLOSE_RESTART, Kill, Next};
+use super::protocol::{self, ClientMsg, Closing, Hello, Left, Pong, Req, encode, error_frame};
+use crate::app::Ctx;
+use crate::auth::Identity;
+use crate::clock::rfc3339;
+use crate::domain::EventId;
+use crate::error::AppError;
+use crate::services::queue::QueueReply;
+
+/// A write the client does not take within this time closes the socket.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rate-limit breaches in a row after which we stop answering and close.
+const MAX_BREACHES: u32 = 200;
+/// Buyers reconnect after a restart with jitter around this delay.
+const RECONNECT_AFTER_MS: u64 = 2_000;
+
+struct Session {
+    ctx: Arc<Ctx>,
+    who: Identity,
+    peer: Arc<Peer>,
+    /// Events this socket joined, to leave the hub cleanly on close.
+    joined: Vec<EventId>,
+    limiter: DefaultDirectRateLimiter,
+    breaches: u32,
+}
+
+async fn send(ws: &mut WebSocket, frame: Utf8Bytes) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(frame))).await, Ok(Ok(())))
+}
+
+async fn close(ws: &mut WebSocket, kill: Kill) {
+    let frame = CloseFrame { code: kill.code, reason: kill.reason.into() };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Close(Some(frame)))).await;
+}
+
+pub async fn run(ctx: Arc<Ctx>, who: Identity, mut ws: WebSocket) {
+    ctx.metrics.sockets_open.inc();
+    let peer = Peer::new(ctx.cfg.ws_outbox);
+    let limiter = ctx.limits.per_socket();
+    let mut s = Session { ctx: ctx.clone(), who, peer, joined: Vec::new(), limiter, breaches: 0 };
+    let hello = encode(&Hello { user: &s.who.user, server_time: rfc3339(ctx.clock.now_ms()), protocol: 1 }, None);
+    if send(&mut ws, hello.into()).await {
+        s.serve(&mut ws).await;
+    }
+    s.leave_hub();
+    ctx.metrics.sockets_open.dec();
+}
+
+impl Session {
+    async fn serve(&mut self, ws: &mut WebSocket) {
+        loop {
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => {
+                    let bye = encode(&Closing { reason: "server shutting down", reconnect_after_ms: RECONNECT_AFTER_MS }, None);
+                    if send(ws, bye.into()).await {
+                        close(ws, Kill { code: CLOSE_RESTART, reason: "restarting" }).await;
+                    }
+                    return;
+                }
+                next = self.peer.outbox.next() => match next {
+                    Next::Send(frame) => if !send(ws, frame).await { return },
+                    Next::Close(kill) => {
+                        self.ctx.metrics.slow_sockets_closed.inc();
+                        close(ws, kill).await;
+                        return;
+                    }
+                },
+                incoming = ws.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        for frame in self.handle(&text).await {
+                            if !send(ws, frame.into()).await { return }
+                        }
+                        if self.breaches > MAX_BREACHES {
+                            close(ws, Kill { code: CLOSE_POLICY, reason: "rate limit exceeded" }).await;
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let err = AppError::BadRequest("binary frames are not supported; send JSON text".into());
+                        if !send(ws, error_frame(&err, None).into()).await { return }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => return,
+                    Some(Err(e)) => {
+                        debug!(user = %self.who.user, error = %e, "socket read failed");
+                        // Oversized or malformed frames break the protocol: say why.
+                        close(ws, Kill { code: CLOSE_POLICY, reason: "frame too large or malformed" }).await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Answers one text frame with the frames to send back, in order.
+    async fn handle(&mut self, text: &str) -> Vec<String> {
+        self.ctx.metrics.ws_messages.inc();
+        let (req, msg) = protocol::parse(text);
+        if self.limiter.check().is_err() {
+            self.breaches += 1;
+            return vec![error_frame(&AppError::RateLimited, req.as_ref())];
+        }
+        self.breaches = 0;
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(e) => return vec![error_frame(&e, req.as_ref())],
+        };
+        match self.dispatch(msg, req.as_ref()).await {
+            Ok(frames) => frames,
+            Err(e) => vec![error_frame(&e, req.as_ref())],
+        }
+    }
+
+    async fn dispatch(&mut self, msg: ClientMsg, req: Option<&Req>) -> Result<Vec<String>, AppError> {
+        let user = self.who.user.clone();
+        match msg {
+            ClientMsg::Ping => Ok(vec![encode(&Pong {}, req)]),
+            ClientMsg::Join { event } => {
+                let (id, reply) = self.ctx.join_queue(&user, &event).await?;
+                if let QueueReply::Waiting(view) = &reply {
+                    self.ctx.hub.add_waiter(&id, &user, &self.peer, view.position, self.ctx.clock.now_ms());
+                    if !self.joined.contains(&id) {
+                        self.joined.push(id);
+                    }
+                }
+                Ok(vec![encode(&reply, req)])
+            }
+            ClientMsg::Leave { event } => {
+                let id = self.ctx.leave_queue(&user, &event).await?;
+                let others = self.ctx.hub.take_user(&id, &user);
+                let gone = encode(&Left { event: &id, reason: "left" }, None);
+                for p in others.iter().filter(|p| p.id != self.peer.id) {
+                    let _ = p.outbox.push(gone.clone().into());
+                }
+                self.joined.retain(|e| e != &id);
+                Ok(vec![encode(&Left { event: &id, reason: "left" }, req)])
+            }
+            ClientMsg::Hold { event, .. } | ClientMsg::HoldBest { event, .. } | ClientMsg::Checkout { event, .. } => {
+                self.ctx.require_admission(&user, &event).await?;
+                Err(AppError::Forbidden("seat holds and checkout open in a later release"))
+            }
+            ClientMsg::Watch { .. }
+            | ClientMsg::Unwatch { .. }
+            | ClientMsg::Release { .. }
+            | ClientMsg::ClaimCoupon { .. }
+            | ClientMsg::Pay { .. } => Err(AppError::Forbidden("not available in this release")),
+        }
+    }
+
+    fn leave_hub(&self) {
+        for id in &self.joined {
+            self.ctx.hub.remove_peer(id, &self.who.user, self.peer.id);
+        }
+    }
+}

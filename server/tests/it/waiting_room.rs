@@ -1,0 +1,304 @@
+//! The waiting room end to end, run once per adapter (memory, Redis).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::mpsc;
+
+use crate::common::{Backend, EVENT, TestServer, http, position, purge_redis};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::common::Backend::Memory).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = crate::common::Backend::redis();
+                    super::$name(backend.clone()).await;
+                    if let crate::common::Backend::Redis(prefix) = backend {
+                        super::purge_redis(&prefix).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    thousand_buyers_get_distinct_places_and_are_admitted_in_order_at_the_rate,
+    arrival_order_is_queue_order_and_a_buyer_has_one_place,
+    a_short_disconnect_keeps_the_place_and_a_long_one_loses_it,
+    hold_without_a_pass_is_not_admitted,
+    rest_pollers_get_the_same_answers_as_sockets,
+    admitted_at_once_without_pressure_with_a_bound_pass,
+    leaving_gives_the_place_up_everywhere,
+    a_window_ends_and_frees_its_slot,
+);
+
+fn until_ms(admitted: &serde_json::Value) -> i64 {
+    let at = admitted["expires_at"].as_str().expect("expires_at");
+    (OffsetDateTime::parse(at, &Rfc3339).expect("RFC 3339").unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+async fn thousand_buyers_get_distinct_places_and_are_admitted_in_order_at_the_rate(backend: Backend) {
+    const N: usize = 1_000;
+    const RATE_PER_MIN: i64 = 12_000; // 200/s, 200 banked
+    let server = TestServer::start(backend).await;
+    server.patch_queue(json!({"paused": true, "rate_per_min": RATE_PER_MIN, "max_active": 100_000})).await;
+    let mut clients = Vec::with_capacity(N);
+    for i in 0..N {
+        clients.push(server.buyer(&format!("b{i:04}")).await);
+    }
+    // Everyone joins at once.
+    for c in &mut clients {
+        c.send(json!({"type": "join", "event": EVENT, "req": 1})).await;
+    }
+    let (pushed_tx, mut pushed_rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::with_capacity(N);
+    for mut c in clients {
+        let pushed_tx = pushed_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let reply = c.recv_type("queue").await;
+            assert_eq!(reply["req"], 1);
+            let joined_at = position(&reply);
+            // While waiting, a push arrives within 2 s.
+            let push = tokio::time::timeout(Duration::from_millis(2_500), c.recv_type("queue"))
+                .await
+                .expect("a position push within 2 s");
+            assert!(push["req"].is_null(), "pushes carry no req");
+            assert!(position(&push) <= joined_at, "position never rises");
+            assert!(push["eta_low_s"].as_u64() <= push["eta_s"].as_u64());
+            assert!(push["eta_s"].as_u64() <= push["eta_high_s"].as_u64());
+            pushed_tx.send(()).expect("report");
+            let admitted = c.recv_type("admitted").await;
+            (joined_at, until_ms(&admitted))
+        }));
+    }
+    for _ in 0..N {
+        tokio::time::timeout(Duration::from_secs(20), pushed_rx.recv()).await.expect("all pushed").expect("open");
+    }
+    server.patch_queue(json!({"paused": false})).await;
+    let mut results = Vec::with_capacity(N);
+    for t in tasks {
+        results.push(tokio::time::timeout(Duration::from_secs(30), t).await.expect("admitted in time").expect("task"));
+    }
+    let positions: HashSet<u64> = results.iter().map(|r| r.0).collect();
+    assert_eq!(positions, (1..=N as u64).collect(), "distinct places 1..N");
+    // Admitted in queue order: windows (admission time + window) never
+    // decrease along the line.
+    results.sort_by_key(|r| r.0);
+    for pair in results.windows(2) {
+        assert!(pair[0].1 <= pair[1].1, "#{} admitted after #{}", pair[0].0, pair[1].0);
+    }
+    // At the configured rate: never more than the one-second bank plus the
+    // rate, and not much slower either.
+    let first = results[0].1;
+    for (k, r) in results.iter().enumerate() {
+        let elapsed = (r.1 - first) as f64 / 1_000.0;
+        let allowed = RATE_PER_MIN as f64 / 60.0 * (1.0 + elapsed) + 1.0;
+        assert!((k as f64) < allowed, "#{} admitted {elapsed:.2}s in: faster than the rate", k + 1);
+    }
+    let span = (results[N - 1].1 - first) as f64 / 1_000.0;
+    let ideal = (N as f64 - 200.0) / 200.0;
+    assert!(span >= ideal - 0.3 && span <= ideal + 2.5, "admission took {span:.2}s, expected about {ideal:.1}s");
+    server.stop().await;
+}
+
+async fn arrival_order_is_queue_order_and_a_buyer_has_one_place(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.patch_queue(json!({"paused": true})).await;
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let mut c = server.buyer(&format!("fifo{i}")).await;
+        assert_eq!(position(&c.join(EVENT).await), i + 1, "FIFO by arrival");
+        clients.push(c);
+    }
+    // A second tab and a REST call of buyer #5 find the same place.
+    let mut second_tab = server.buyer("fifo4").await;
+    let again = second_tab.join(EVENT).await;
+    assert_eq!(position(&again), 5);
+    assert_eq!(again["waiting"], 20);
+    let rest =
+        http(server.addr, "POST", &format!("/api/v1/events/{EVENT}/queue"), Some(&server.buyer_token("fifo4")), None)
+            .await
+            .unwrap();
+    assert_eq!(rest.status, 200);
+    assert_eq!(position(&rest.json()), 5);
+    // Both tabs hear of the admission.
+    server.patch_queue(json!({"paused": false, "rate_per_min": 60_000})).await;
+    assert_eq!(clients[4].recv_type("admitted").await["event"], EVENT);
+    assert_eq!(second_tab.recv_type("admitted").await["event"], EVENT);
+    server.stop().await;
+}
+
+async fn a_short_disconnect_keeps_the_place_and_a_long_one_loses_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.patch_queue(json!({"paused": true, "grace_s": 2})).await;
+    let mut a = server.buyer("ga").await;
+    let b = {
+        let mut b = server.buyer("gb").await;
+        assert_eq!(position(&b.join(EVENT).await), 1);
+        b
+    };
+    assert_eq!(position(&a.join(EVENT).await), 2);
+    let mut c = server.buyer("gc").await;
+    assert_eq!(position(&c.join(EVENT).await), 3);
+
+    // a drops and comes back within the grace (to any node): same place.
+    a.close().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut a = server.buyer("ga").await;
+    assert_eq!(position(&a.join(EVENT).await), 2);
+
+    // b drops for longer than the grace: the place is gone and nobody
+    // behind waits for a ghost.
+    b.close().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let push = c.recv_type("queue").await;
+        if position(&push) == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ghost ahead was never dropped");
+    }
+    while position(&a.recv_type("queue").await) != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "a never moved up");
+    }
+    let mut b = server.buyer("gb").await;
+    assert_eq!(position(&b.join(EVENT).await), 3, "back at the end of the line");
+    server.stop().await;
+}
+
+async fn hold_without_a_pass_is_not_admitted(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.patch_queue(json!({"paused": true})).await;
+    let mut c = server.buyer("nopass").await;
+    // Never joined.
+    let r = c.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
+    assert_eq!(r["type"], "error");
+    assert_eq!(r["code"], "not_admitted");
+    // Waiting, not admitted.
+    c.join(EVENT).await;
+    for msg in [
+        json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]}),
+        json!({"type": "hold_best", "event": EVENT, "count": 2}),
+        json!({"type": "checkout", "event": EVENT}),
+    ] {
+        let r = c.request(msg).await;
+        assert_eq!(r["code"], "not_admitted", "{r}");
+    }
+    server.stop().await;
+}
+
+async fn rest_pollers_get_the_same_answers_as_sockets(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.patch_queue(json!({"paused": true, "grace_s": 2})).await;
+    let mut sock = server.buyer("s1").await;
+    assert_eq!(position(&sock.join(EVENT).await), 1);
+    let path = format!("/api/v1/events/{EVENT}/queue");
+    let poller = server.buyer_token("p1");
+    let idle = server.buyer_token("p2");
+    let joined = http(server.addr, "POST", &path, Some(&poller), None).await.unwrap().json();
+    assert_eq!(position(&joined), 2);
+    for key in ["waiting", "eta_s", "eta_low_s", "eta_high_s", "rate_per_min"] {
+        assert!(joined[key].is_u64(), "{key} in {joined}");
+    }
+    assert_eq!(position(&http(server.addr, "POST", &path, Some(&idle), None).await.unwrap().json()), 3);
+    // Polling keeps the place the way an open socket does; not polling loses it.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let polled = http(server.addr, "GET", &path, Some(&poller), None).await.unwrap();
+        assert_eq!(polled.status, 200, "{}", polled.body);
+        assert_eq!(position(&polled.json()), 2);
+    }
+    let gone = http(server.addr, "GET", &path, Some(&idle), None).await.unwrap();
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    assert_eq!(gone.json()["error"]["code"], "not_found");
+    // Admission reaches the poller as the same `admitted` object.
+    server.patch_queue(json!({"paused": false, "rate_per_min": 60_000})).await;
+    sock.recv_type("admitted").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let polled = http(server.addr, "GET", &path, Some(&poller), None).await.unwrap().json();
+        if polled["type"] == "admitted" {
+            assert!(polled["pass"].is_string() && polled["expires_at"].is_string());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "poller never admitted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+async fn admitted_at_once_without_pressure_with_a_bound_pass(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut c = server.buyer("quick").await;
+    let r = c.join(EVENT).await;
+    assert_eq!(r["type"], "admitted", "{r}");
+    let pass = r["pass"].as_str().unwrap();
+    server.auth.verify_pass(pass, "quick", EVENT).expect("pass bound to buyer and event");
+    assert!(server.auth.verify_pass(pass, "someone-else", EVENT).is_err());
+    let remaining = until_ms(&r) - OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    assert!((590_000..=601_000).contains(&remaining), "window of the demo's 600 s, got {remaining} ms");
+    // Joining again (any tab) returns the same admission.
+    let again = server.buyer("quick").await.join(EVENT).await;
+    assert_eq!(again["type"], "admitted");
+    assert_eq!(again["expires_at"], r["expires_at"]);
+    server.stop().await;
+}
+
+async fn leaving_gives_the_place_up_everywhere(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.patch_queue(json!({"paused": true})).await;
+    let mut first_tab = server.buyer("lv").await;
+    let mut second_tab = server.buyer("lv").await;
+    let mut behind = server.buyer("behind").await;
+    assert_eq!(position(&first_tab.join(EVENT).await), 1);
+    assert_eq!(position(&second_tab.join(EVENT).await), 1);
+    assert_eq!(position(&behind.join(EVENT).await), 2);
+    let left = first_tab.request(json!({"type": "leave", "event": EVENT})).await;
+    assert_eq!(left["type"], "left");
+    let other = second_tab.recv_type("left").await;
+    assert_eq!(other["event"], EVENT);
+    assert_eq!(position(&behind.recv_type("queue").await), 1);
+    let rest =
+        http(server.addr, "GET", &format!("/api/v1/events/{EVENT}/queue"), Some(&server.buyer_token("lv")), None)
+            .await
+            .unwrap();
+    assert_eq!(rest.status, 404);
+    server.stop().await;
+}
+
+async fn a_window_ends_and_frees_its_slot(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.patch_queue(json!({"max_active": 1, "window_s": 10, "rate_per_min": 60_000})).await;
+    let mut first = server.buyer("w1").await;
+    let admitted = first.join(EVENT).await;
+    assert_eq!(admitted["type"], "admitted", "{admitted}");
+    let mut second = server.buyer("w2").await;
+    assert_eq!(position(&second.join(EVENT).await), 1, "no room while the first window is open");
+    let started = tokio::time::Instant::now();
+    let next = loop {
+        let v = second.try_recv(Duration::from_secs(15)).await.expect("admitted once the window ends");
+        if v["type"] == "admitted" {
+            break v;
+        }
+    };
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(8), "admitted after {waited:?}, before the window ended");
+    assert!(until_ms(&next) >= until_ms(&admitted) + 9_000);
+    let r = first.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
+    assert_eq!(r["code"], "not_admitted", "the ended window no longer admits: {r}");
+    server.stop().await;
+}
