@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod event;
 pub mod queue;
+pub mod seats;
 
 use std::sync::Arc;
 

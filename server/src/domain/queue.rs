@@ -152,11 +152,13 @@ pub struct RateStats {
 }
 
 impl RateStats {
-    /// Before anything was measured: the configured rate, with a band that
-    /// admits we do not know how fast buyers will finish.
+    /// Before anything was measured: the configured rate, or what the
+    /// windows let through when `max_active` binds (every window used in
+    /// full), with a band that admits we do not know how fast buyers finish.
     pub fn expected(settings: &QueueSettings) -> Self {
-        let rate = f64::from(settings.rate_per_min);
-        Self { per_min: rate, low_per_min: rate * 0.5, high_per_min: rate }
+        let turnover = f64::from(settings.max_active) * 60.0 / f64::from(settings.window_s.max(1));
+        let rate = f64::from(settings.rate_per_min).min(turnover);
+        Self { per_min: rate, low_per_min: rate * 0.5, high_per_min: f64::from(settings.rate_per_min).max(rate) }
     }
 }
 
@@ -327,6 +329,16 @@ mod tests {
         assert!((stats.per_min - 120.0).abs() < 1e-9, "{stats:?}");
         assert_eq!(stats.low_per_min, 120.0);
         assert_eq!(stats.high_per_min, 120.0);
+    }
+
+    #[test]
+    fn expected_rate_is_bounded_by_window_turnover() {
+        // 10 windows of 600 s let at most one buyer in a minute, whatever the rate.
+        let s = QueueSettings { rate_per_min: 600, max_active: 10, window_s: 600, ..QueueSettings::default() };
+        let stats = RateStats::expected(&s);
+        assert_eq!(stats.per_min, 1.0);
+        assert_eq!(stats.high_per_min, 600.0, "buyers who finish early let others in sooner");
+        assert_eq!(eta(30, &stats).eta_s, 1_800);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Serialize;
 
 use super::Caller;
@@ -12,6 +13,7 @@ use crate::clock::rfc3339;
 use crate::domain::event::{Event, Tier};
 use crate::error::AppResult;
 use crate::services::queue::QueueReply;
+use crate::ws::protocol::{Left, encode};
 
 #[derive(Serialize)]
 pub struct EventView {
@@ -61,6 +63,18 @@ pub async fn join_queue(
     let who = who.require_buyer()?;
     let (_, reply) = ctx.join_queue(&who.user, &event).await?;
     Ok(Json(reply))
+}
+
+/// `DELETE …/queue`: gives the place (or admission) up, as `leave` does.
+pub async fn leave_queue(
+    State(ctx): State<Arc<Ctx>>,
+    Caller(who): Caller,
+    Path(event): Path<String>,
+) -> AppResult<StatusCode> {
+    let who = who.require_buyer()?;
+    let id = ctx.leave_queue(&who.user, &event).await?;
+    ctx.hub.take_user_and_tell(&id, &who.user, None, || encode(&Left { event: &id, reason: "left" }, None).into());
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET …/queue`: where the caller stands, for clients that poll.

@@ -34,7 +34,10 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/v1/guest", post(guest::issue))
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{event}", get(events::detail))
-        .route("/api/v1/events/{event}/queue", post(events::join_queue).get(events::queue_status))
+        .route(
+            "/api/v1/events/{event}/queue",
+            post(events::join_queue).get(events::queue_status).delete(events::leave_queue),
+        )
         .route("/api/v1/seller/events", get(seller::events))
         .route("/api/v1/seller/events/{event}/queue", get(seller::queue_settings).patch(seller::patch_queue))
         .route("/ws", get(crate::ws::upgrade))

@@ -63,7 +63,9 @@ impl Ctx {
             eta_s: eta.eta_s,
             eta_low_s: eta.low_s,
             eta_high_s: eta.high_s,
-            rate_per_min: stats.per_min.round() as u64,
+            // While paused nobody is admitted: the current rate is zero, and
+            // the ETA says how long once admissions resume.
+            rate_per_min: if event.queue.paused { 0 } else { stats.per_min.round() as u64 },
             paused: event.queue.paused,
         }
     }

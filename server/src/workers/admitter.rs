@@ -84,13 +84,7 @@ async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> S
     // Local sockets hear of their admission now; other nodes' sockets on
     // their next status tick.
     for (user, until_ms) in &out.admitted {
-        let peers = ctx.hub.take_user(id, user);
-        if !peers.is_empty() {
-            let frame = encode(&ctx.admitted_view(user, id, *until_ms), None);
-            for p in peers {
-                p.outbox.push_or_kill(frame.clone().into());
-            }
-        }
+        ctx.hub.take_user_and_tell(id, user, None, || encode(&ctx.admitted_view(user, id, *until_ms), None).into());
     }
     if now - state.published_ms >= PUBLISH_STATS_MS
         && let Some(event) = ctx.catalog.get(id)

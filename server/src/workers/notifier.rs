@@ -10,8 +10,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::warn;
 
 use crate::app::Ctx;
-use crate::ws::hub::Delivery;
-use crate::ws::outbox::PushError;
+use crate::ws::hub::News;
 use crate::ws::protocol::{Left, encode};
 
 /// Buyers per status call: bounds one Redis script's run time.
@@ -39,33 +38,16 @@ pub async fn run(ctx: Arc<Ctx>) {
                 if let Some(stats) = batch.stats {
                     ctx.catalog.set_stats(&event, stats);
                 }
-                for delivery in ctx.hub.plan(&event, chunk, &batch.statuses, now) {
-                    match delivery {
-                        Delivery::Position { position, peers, .. } => {
-                            let frame = encode(&ctx.queue_view(&event, &e, position, batch.waiting), None);
-                            for p in peers {
-                                match p.outbox.push(frame.clone().into()) {
-                                    Ok(()) => ctx.metrics.position_pushes.inc(),
-                                    // the next periodic push carries the news
-                                    Err(PushError::Full) => ctx.metrics.pushes_skipped_full.inc(),
-                                    Err(PushError::Closed) => {}
-                                }
-                            }
-                        }
-                        Delivery::Admitted { user, until_ms, peers } => {
-                            let frame = encode(&ctx.admitted_view(&user, &event, until_ms), None);
-                            for p in peers {
-                                p.outbox.push_or_kill(frame.clone().into());
-                            }
-                        }
-                        Delivery::Gone { peers } => {
-                            let frame = encode(&Left { event: &event, reason: "gone" }, None);
-                            for p in peers {
-                                let _ = p.outbox.push(frame.clone().into());
-                            }
-                        }
-                    }
-                }
+                let pushed = ctx.hub.deliver(&event, chunk, &batch.statuses, now, |news| {
+                    let frame = match news {
+                        News::Position(position) => encode(&ctx.queue_view(&event, &e, position, batch.waiting), None),
+                        News::Admitted { user, until_ms } => encode(&ctx.admitted_view(user, &event, until_ms), None),
+                        News::Gone => encode(&Left { event: &event, reason: "gone" }, None),
+                    };
+                    frame.into()
+                });
+                ctx.metrics.position_pushes.add(pushed.positions);
+                ctx.metrics.pushes_skipped_full.add(pushed.skipped_full);
             }
         }
     }

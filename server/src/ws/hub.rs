@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::outbox::Outbox;
+use axum::extract::ws::Utf8Bytes;
+
+use super::outbox::{Outbox, PushError};
 use crate::domain::queue::{LastPush, should_push};
 use crate::domain::{EventId, UserId};
 use crate::store::waiting::PlaceStatus;
@@ -31,11 +33,18 @@ struct Waiter {
     last: Option<LastPush>,
 }
 
-/// What the notifier must send to one buyer's local sockets.
-pub enum Delivery {
-    Position { user: UserId, position: u64, peers: Vec<Arc<Peer>> },
-    Admitted { user: UserId, until_ms: i64, peers: Vec<Arc<Peer>> },
-    Gone { peers: Vec<Arc<Peer>> },
+/// What a buyer's local sockets are to be told after a status refresh.
+pub enum News<'a> {
+    Position(u64),
+    Admitted { user: &'a UserId, until_ms: i64 },
+    Gone,
+}
+
+/// How the pushes of one delivery went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    pub positions: u64,
+    pub skipped_full: u64,
 }
 
 #[derive(Default)]
@@ -78,17 +87,6 @@ impl Hub {
         }
     }
 
-    /// Removes a buyer's waiting entry, returning their local sockets.
-    pub fn take_user(&self, event: &str, user: &str) -> Vec<Arc<Peer>> {
-        let mut events = self.lock();
-        let Some(users) = events.get_mut(event) else { return Vec::new() };
-        let peers = users.remove(user).map(|w| w.peers).unwrap_or_default();
-        if users.is_empty() {
-            events.remove(event);
-        }
-        peers
-    }
-
     /// Every event with local waiters, with their buyers.
     pub fn waiting_users(&self) -> Vec<(EventId, Vec<UserId>)> {
         self.lock().iter().map(|(e, users)| (e.clone(), users.keys().cloned().collect())).collect()
@@ -98,30 +96,54 @@ impl Hub {
         self.lock().values().map(HashMap::len).sum()
     }
 
-    /// Decides, under one lock, what each buyer must be told given their
-    /// fresh statuses: positions when due, admissions and losses always
-    /// (those buyers leave the registry).
-    pub fn plan(&self, event: &str, users: &[UserId], statuses: &[PlaceStatus], now_ms: i64) -> Vec<Delivery> {
+    /// Given fresh statuses, tells each buyer's sockets what changed:
+    /// positions when due, admissions and losses always (those buyers leave
+    /// the registry). `render` turns news into a frame. Frames are queued
+    /// under the registry lock, so a stale position can never be queued
+    /// after the `admitted` the admitter queued through [`Hub::take_user`].
+    pub fn deliver(
+        &self,
+        event: &str,
+        users: &[UserId],
+        statuses: &[PlaceStatus],
+        now_ms: i64,
+        mut render: impl FnMut(News<'_>) -> Utf8Bytes,
+    ) -> Pushed {
+        let mut pushed = Pushed::default();
         let mut events = self.lock();
-        let Some(waiters) = events.get_mut(event) else { return Vec::new() };
-        let mut out = Vec::new();
+        let Some(waiters) = events.get_mut(event) else { return pushed };
         for (user, status) in users.iter().zip(statuses) {
             match *status {
                 PlaceStatus::Waiting { position } => {
                     let Some(w) = waiters.get_mut(user) else { continue };
-                    if should_push(w.last, position, now_ms) {
-                        w.last = Some(LastPush { position, at_ms: now_ms });
-                        out.push(Delivery::Position { user: user.clone(), position, peers: w.peers.clone() });
+                    if !should_push(w.last, position, now_ms) {
+                        continue;
+                    }
+                    w.last = Some(LastPush { position, at_ms: now_ms });
+                    let frame = render(News::Position(position));
+                    for p in &w.peers {
+                        match p.outbox.push(frame.clone()) {
+                            Ok(()) => pushed.positions += 1,
+                            // the next periodic push carries the news
+                            Err(PushError::Full) => pushed.skipped_full += 1,
+                            Err(PushError::Closed) => {}
+                        }
                     }
                 }
                 PlaceStatus::Admitted { until_ms } => {
                     if let Some(w) = waiters.remove(user) {
-                        out.push(Delivery::Admitted { user: user.clone(), until_ms, peers: w.peers });
+                        let frame = render(News::Admitted { user, until_ms });
+                        for p in &w.peers {
+                            p.outbox.push_or_kill(frame.clone());
+                        }
                     }
                 }
                 PlaceStatus::Gone => {
                     if let Some(w) = waiters.remove(user) {
-                        out.push(Delivery::Gone { peers: w.peers });
+                        let frame = render(News::Gone);
+                        for p in &w.peers {
+                            let _ = p.outbox.push(frame.clone());
+                        }
                     }
                 }
             }
@@ -129,7 +151,22 @@ impl Hub {
         if waiters.is_empty() {
             events.remove(event);
         }
-        out
+        pushed
+    }
+
+    /// Removes a buyer's waiting entry and queues `frame` (which must
+    /// arrive) to each of their sockets here, except `skip`.
+    pub fn take_user_and_tell(&self, event: &str, user: &str, skip: Option<u64>, frame: impl FnOnce() -> Utf8Bytes) {
+        let mut events = self.lock();
+        let Some(users) = events.get_mut(event) else { return };
+        let Some(w) = users.remove(user) else { return };
+        if users.is_empty() {
+            events.remove(event);
+        }
+        let frame = frame();
+        for p in w.peers.iter().filter(|p| Some(p.id) != skip) {
+            p.outbox.push_or_kill(frame.clone());
+        }
     }
 }
 
@@ -154,21 +191,49 @@ mod tests {
     }
 
     #[test]
-    fn plan_pushes_when_due_and_hands_over_admitted_and_gone() {
+    fn deliver_pushes_when_due_and_hands_over_admitted_and_gone() {
         let hub = Hub::default();
         let e: EventId = "e".into();
         let users: Vec<UserId> = vec!["a".into(), "b".into(), "c".into()];
+        let peers: Vec<Arc<Peer>> = (0..3).map(|_| Peer::new(4)).collect();
         for (i, u) in users.iter().enumerate() {
-            hub.add_waiter(&e, u, &Peer::new(4), 100 + i as u64, 0);
+            hub.add_waiter(&e, u, &peers[i], 100 + i as u64, 0);
         }
         let statuses =
             [PlaceStatus::Waiting { position: 99 }, PlaceStatus::Admitted { until_ms: 9 }, PlaceStatus::Gone];
-        let plan = hub.plan("e", &users, &statuses, 100);
-        assert_eq!(plan.len(), 2, "a small move is not pushed at once");
-        assert!(matches!(&plan[0], Delivery::Admitted { user, until_ms: 9, .. } if &**user == "b"));
-        assert!(matches!(&plan[1], Delivery::Gone { .. }));
-        assert_eq!(hub.waiting_count(), 1);
-        let plan = hub.plan("e", &users[..1], &statuses[..1], 2_000);
-        assert!(matches!(&plan[0], Delivery::Position { position: 99, .. }), "periodic push");
+        let render = |n: News<'_>| -> Utf8Bytes {
+            match n {
+                News::Position(p) => format!("pos {p}").into(),
+                News::Admitted { user, until_ms } => format!("admitted {user} {until_ms}").into(),
+                News::Gone => "gone".into(),
+            }
+        };
+        let pushed = hub.deliver("e", &users, &statuses, 100, render);
+        assert_eq!(pushed.positions, 0, "a small move is not pushed at once");
+        assert_eq!(hub.waiting_count(), 1, "admitted and gone buyers leave the registry");
+        let pushed = hub.deliver("e", &users[..1], &statuses[..1], 2_000, render);
+        assert_eq!(pushed.positions, 1, "periodic push");
+        // A buyer taken by the admitter gets nothing stale afterwards.
+        hub.take_user_and_tell("e", "a", None, || "admitted a".into());
+        assert_eq!(hub.deliver("e", &users[..1], &statuses[..1], 9_000, render), Pushed::default());
+    }
+
+    #[tokio::test]
+    async fn frames_arrive_in_the_order_they_were_decided() {
+        let hub = Hub::default();
+        let e: EventId = "e".into();
+        let u: UserId = "u".into();
+        let p = Peer::new(8);
+        hub.add_waiter(&e, &u, &p, 5, 0);
+        hub.deliver("e", std::slice::from_ref(&u), &[PlaceStatus::Waiting { position: 1 }], 1, |_| "queue".into());
+        hub.take_user_and_tell("e", "u", None, || "admitted".into());
+        hub.deliver("e", std::slice::from_ref(&u), &[PlaceStatus::Waiting { position: 1 }], 2_000, |_| "stale".into());
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            if let super::super::outbox::Next::Send(f) = p.outbox.next().await {
+                got.push(f.to_string());
+            }
+        }
+        assert_eq!(got, vec!["queue", "admitted"]);
     }
 }

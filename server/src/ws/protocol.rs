@@ -94,7 +94,9 @@ pub struct Hello<'a> {
 #[serde(tag = "type", rename = "pong")]
 pub struct Pong {}
 
-/// `left`: the buyer's place is gone (`reason`: `left`, `dropped`, `ended`).
+/// `left`: the buyer's place is gone. `reason` is `left` (this buyer gave
+/// it up, on this or another socket) or `gone` (dropped after the grace, or
+/// the window ended, as seen by a status refresh).
 #[derive(Serialize)]
 #[serde(tag = "type", rename = "left")]
 pub struct Left<'a> {

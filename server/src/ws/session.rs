@@ -139,11 +139,9 @@ impl Session {
             }
             ClientMsg::Leave { event } => {
                 let id = self.ctx.leave_queue(&user, &event).await?;
-                let others = self.ctx.hub.take_user(&id, &user);
-                let gone = encode(&Left { event: &id, reason: "left" }, None);
-                for p in others.iter().filter(|p| p.id != self.peer.id) {
-                    let _ = p.outbox.push(gone.clone().into());
-                }
+                self.ctx.hub.take_user_and_tell(&id, &user, Some(self.peer.id), || {
+                    encode(&Left { event: &id, reason: "left" }, None).into()
+                });
                 self.joined.retain(|e| e != &id);
                 Ok(vec![encode(&Left { event: &id, reason: "left" }, req)])
             }

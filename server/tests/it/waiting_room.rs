@@ -277,6 +277,12 @@ async fn leaving_gives_the_place_up_everywhere(backend: Backend) {
             .await
             .unwrap();
     assert_eq!(rest.status, 404);
+    // Polling clients give their place up with DELETE.
+    let path = format!("/api/v1/events/{EVENT}/queue");
+    let poller = server.buyer_token("rest-leaver");
+    assert_eq!(position(&http(server.addr, "POST", &path, Some(&poller), None).await.unwrap().json()), 2);
+    assert_eq!(http(server.addr, "DELETE", &path, Some(&poller), None).await.unwrap().status, 204);
+    assert_eq!(http(server.addr, "GET", &path, Some(&poller), None).await.unwrap().status, 404);
     server.stop().await;
 }
 

@@ -1,0 +1,198 @@
+//! The one contract every seat-store adapter must pass.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+
+use futures_util::future::join_all;
+
+use super::{Cause, HoldRefused, LOG_START, SeatStore};
+use crate::domain::seats::SeatStatus;
+
+const EVENT: &str = "e-seats";
+const T0: i64 = 1_700_000_000_000;
+
+fn seats(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: SeatStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    holds_are_all_or_nothing(make().await).await;
+    the_per_buyer_limit_counts_what_is_held(make().await).await;
+    only_the_holder_releases(make().await).await;
+    expiry_frees_seats_once(make().await).await;
+    window_end_releases_everything_held(make().await).await;
+    the_log_and_versions_tell_every_change_in_order(make().await).await;
+    racing_buyers_never_share_a_seat(make().await).await;
+}
+
+async fn holds_are_all_or_nothing<S: SeatStore>(s: S) {
+    let a = s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 600_000, 8).await.unwrap().unwrap();
+    assert_eq!(a.version, 2);
+    assert_eq!(a.expires_ms, T0 + 600_000);
+    let refused = s.hold(EVENT, "b", &seats(&["3", "2", "4"]), T0 + 600_000, 8).await.unwrap();
+    assert_eq!(refused, Err(HoldRefused::Unavailable(seats(&["2"]))));
+    assert_eq!(s.version(EVENT).await.unwrap(), 2, "a refused hold changes nothing");
+    assert!(s.holds_of(EVENT, "b").await.unwrap().0.is_empty());
+    let b = s.hold(EVENT, "b", &seats(&["3", "4"]), T0 + 700_000, 8).await.unwrap().unwrap();
+    assert_eq!(b.version, 4);
+    let (held, earliest) = s.holds_of(EVENT, "b").await.unwrap();
+    assert_eq!((held, earliest), (seats(&["3", "4"]), Some(T0 + 700_000)));
+    // Holding a seat one already holds is refused too: nothing doubles.
+    assert_eq!(
+        s.hold(EVENT, "a", &seats(&["1"]), T0 + 1, 8).await.unwrap(),
+        Err(HoldRefused::Unavailable(seats(&["1"])))
+    );
+    // Another event's seats are separate.
+    assert!(s.hold("other", "b", &seats(&["1"]), T0 + 1, 8).await.unwrap().is_ok());
+    let mut taken = s.snapshot(EVENT).await.unwrap().taken;
+    taken.sort();
+    assert_eq!(taken, ["1", "2", "3", "4"].iter().map(|i| (i.to_string(), SeatStatus::Held)).collect::<Vec<_>>());
+}
+
+async fn the_per_buyer_limit_counts_what_is_held<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2", "3"]), T0 + 1_000, 4).await.unwrap().unwrap();
+    assert_eq!(
+        s.hold(EVENT, "a", &seats(&["4", "5"]), T0 + 1_000, 4).await.unwrap(),
+        Err(HoldRefused::Limit { held: 3 })
+    );
+    assert!(s.hold(EVENT, "a", &seats(&["4"]), T0 + 1_000, 4).await.unwrap().is_ok());
+    assert_eq!(s.release(EVENT, "a", &seats(&["1", "2"])).await.unwrap(), seats(&["1", "2"]));
+    assert!(
+        s.hold(EVENT, "a", &seats(&["5", "6"]), T0 + 1_000, 4).await.unwrap().is_ok(),
+        "released seats no longer count"
+    );
+}
+
+async fn only_the_holder_releases<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    assert!(s.release(EVENT, "b", &seats(&["1", "2"])).await.unwrap().is_empty());
+    assert_eq!(s.version(EVENT).await.unwrap(), 2);
+    assert_eq!(s.release(EVENT, "a", &seats(&["2", "9"])).await.unwrap(), seats(&["2"]));
+    assert_eq!(s.version(EVENT).await.unwrap(), 3);
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap().0, seats(&["1"]));
+    assert!(s.hold(EVENT, "b", &seats(&["2"]), T0 + 1_000, 8).await.unwrap().is_ok());
+}
+
+async fn expiry_frees_seats_once<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.hold(EVENT, "b", &seats(&["3"]), T0 + 2_000, 8).await.unwrap().unwrap();
+    assert!(s.expire(EVENT, T0 + 999, 100).await.unwrap().is_empty());
+    // Many nodes sweep at once: each seat's expiry is processed once.
+    let sweeps = join_all((0..5).map(|_| s.expire(EVENT, T0 + 1_000, 100))).await;
+    let mut expired: Vec<(String, Vec<String>)> = sweeps
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .map(|(u, mut v)| {
+            (u.to_string(), {
+                v.sort();
+                v
+            })
+        })
+        .collect();
+    expired.sort();
+    assert_eq!(expired, vec![("a".to_string(), seats(&["1", "2"]))]);
+    assert!(s.holds_of(EVENT, "a").await.unwrap().0.is_empty());
+    assert_eq!(s.holds_of(EVENT, "b").await.unwrap().0, seats(&["3"]));
+    assert_eq!(s.version(EVENT).await.unwrap(), 5);
+    // A freed seat can be held again.
+    assert!(s.hold(EVENT, "c", &seats(&["1"]), T0 + 9_000, 8).await.unwrap().is_ok());
+    let left = s.expire(EVENT, T0 + 5_000, 100).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(&*left[0].0, "b");
+}
+
+async fn window_end_releases_everything_held<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.hold(EVENT, "a", &seats(&["7"]), T0 + 2_000, 8).await.unwrap().unwrap();
+    s.hold(EVENT, "b", &seats(&["3"]), T0 + 2_000, 8).await.unwrap().unwrap();
+    let mut released = s.release_all(EVENT, "a", Cause::WindowEnded).await.unwrap();
+    released.sort();
+    assert_eq!(released, seats(&["1", "2", "7"]));
+    assert!(s.release_all(EVENT, "a", Cause::WindowEnded).await.unwrap().is_empty());
+    assert!(s.expire(EVENT, T0 + 1_500, 10).await.unwrap().is_empty(), "released seats do not expire later");
+    let log = s.log_after(EVENT, LOG_START, 100).await.unwrap();
+    let last = &log.last().unwrap().diff;
+    assert_eq!((last.cause, last.status, last.user.as_str()), (Cause::WindowEnded, SeatStatus::Free, "a"));
+}
+
+async fn the_log_and_versions_tell_every_change_in_order<S: SeatStore>(s: S) {
+    assert_eq!(s.relay_cursor(EVENT).await.unwrap(), LOG_START);
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.hold(EVENT, "b", &seats(&["3"]), T0 + 5_000, 8).await.unwrap().unwrap();
+    s.release(EVENT, "a", &seats(&["1"])).await.unwrap();
+    s.expire(EVENT, T0 + 1_000, 10).await.unwrap();
+    let log = s.log_after(EVENT, LOG_START, 100).await.unwrap();
+    let summary: Vec<(u64, SeatStatus, Vec<String>, &str, Cause)> = log
+        .iter()
+        .map(|e| (e.diff.version, e.diff.status, e.diff.seats.clone(), e.diff.user.as_str(), e.diff.cause))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (2, SeatStatus::Held, seats(&["1", "2"]), "a", Cause::Held),
+            (3, SeatStatus::Held, seats(&["3"]), "b", Cause::Held),
+            (4, SeatStatus::Free, seats(&["1"]), "a", Cause::Released),
+            (5, SeatStatus::Free, seats(&["2"]), "a", Cause::Expired),
+        ]
+    );
+    assert!(log.iter().all(|e| e.diff.event == EVENT));
+    // Reading after a cursor continues exactly where it left off.
+    let rest = s.log_after(EVENT, &log[1].cursor, 100).await.unwrap();
+    assert_eq!(rest, log[2..].to_vec());
+    let two = s.log_after(EVENT, LOG_START, 2).await.unwrap();
+    assert_eq!(two, log[..2].to_vec());
+    assert!(s.log_after(EVENT, &log[3].cursor, 100).await.unwrap().is_empty());
+    s.save_relay_cursor(EVENT, &log[1].cursor).await.unwrap();
+    assert_eq!(s.relay_cursor(EVENT).await.unwrap(), log[1].cursor);
+    // The snapshot is at the last logged version.
+    let snap = s.snapshot(EVENT).await.unwrap();
+    assert_eq!(snap.version, 5);
+    assert_eq!(snap.taken, vec![("3".to_string(), SeatStatus::Held)]);
+}
+
+async fn racing_buyers_never_share_a_seat<S: SeatStore>(s: S) {
+    // 60 buyers race for 10 seats in overlapping pairs and singles.
+    let requests: Vec<(String, Vec<String>)> = (0..60)
+        .map(|b| {
+            let first = b % 10;
+            let wanted = if b % 3 == 0 {
+                vec![first.to_string()]
+            } else {
+                vec![first.to_string(), ((first + 1) % 10).to_string()]
+            };
+            (format!("buyer{b}"), wanted)
+        })
+        .collect();
+    let results = join_all(requests.iter().map(|(u, want)| s.hold(EVENT, u, want, T0 + 60_000, 8))).await;
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut named_taken: HashSet<String> = HashSet::new();
+    let mut held_total = 0;
+    for ((user, want), result) in requests.iter().zip(results) {
+        match result.unwrap() {
+            Ok(_) => {
+                held_total += want.len();
+                for seat in want {
+                    assert!(owner.insert(seat.clone(), user.clone()).is_none(), "seat {seat} held twice");
+                }
+            }
+            Err(HoldRefused::Unavailable(taken)) => {
+                assert!(!taken.is_empty());
+                assert!(taken.iter().all(|t| want.contains(t)), "names only requested seats");
+                named_taken.extend(taken);
+            }
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+    }
+    assert_eq!(s.version(EVENT).await.unwrap(), held_total as u64, "one version per held seat");
+    let snapshot: HashSet<String> = s.snapshot(EVENT).await.unwrap().taken.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(snapshot, owner.keys().cloned().collect::<HashSet<_>>());
+    assert!(named_taken.is_subset(&snapshot), "every loser named seats that really are taken");
+    for (seat, user) in &owner {
+        assert!(s.holds_of(EVENT, user).await.unwrap().0.contains(seat));
+    }
+}

@@ -1,0 +1,143 @@
+//! The seat port: each event's seat states (free, held by whom until when,
+//! sold), all-or-nothing holds, releases and expiry, a version that rises by
+//! exactly one per changed seat, and a log of every change written in the
+//! same atomic step (the outbox the relay publishes to the bus from).
+//!
+//! Seat ids are checked against the venue layout before the store is
+//! called; the store trusts them. Time is passed in by the caller.
+
+pub mod memory;
+pub mod redis;
+
+#[cfg(test)]
+pub mod contract;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::StoreResult;
+use crate::domain::UserId;
+use crate::domain::seats::{SeatChange, SeatStatus};
+
+/// Why seats changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    Held,
+    Released,
+    Expired,
+    /// The buyer's shopping window ended with seats still held.
+    WindowEnded,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Held => "held",
+            Cause::Released => "released",
+            Cause::Expired => "expired",
+            Cause::WindowEnded => "window_ended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "held" => Some(Cause::Held),
+            "released" => Some(Cause::Released),
+            "expired" => Some(Cause::Expired),
+            "window_ended" => Some(Cause::WindowEnded),
+            _ => None,
+        }
+    }
+}
+
+/// One atomic change to an event's seats: all its seats got `status`, and
+/// the event's version became `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatDiff {
+    pub event: String,
+    pub version: u64,
+    pub status: SeatStatus,
+    pub seats: Vec<String>,
+    /// Whose hold it was (or is).
+    pub user: String,
+    pub cause: Cause,
+}
+
+impl SeatDiff {
+    pub fn changes(&self) -> impl Iterator<Item = SeatChange> + '_ {
+        self.seats.iter().map(|id| SeatChange { id: id.clone(), status: self.status })
+    }
+}
+
+/// A log entry and where it sits in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub cursor: String,
+    pub diff: SeatDiff,
+}
+
+/// A successful hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub expires_ms: i64,
+    pub version: u64,
+}
+
+/// Why a hold was refused; nothing was held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldRefused {
+    /// These seats are not free.
+    Unavailable(Vec<String>),
+    /// The buyer already holds `held` seats; the request would exceed the
+    /// event's limit.
+    Limit { held: u32 },
+}
+
+/// The seats that are not free, at a version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub taken: Vec<(String, SeatStatus)>,
+}
+
+/// The start of a log, before any entry.
+pub const LOG_START: &str = "0";
+
+#[async_trait]
+pub trait SeatStore: Send + Sync + 'static {
+    /// Holds all `seats` for `user` until `expires_ms`, or none of them.
+    async fn hold(
+        &self,
+        event: &str,
+        user: &str,
+        seats: &[String],
+        expires_ms: i64,
+        max_per_buyer: u32,
+    ) -> StoreResult<Result<Held, HoldRefused>>;
+
+    /// Releases those of `seats` that `user` holds; returns them.
+    async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Releases everything `user` holds at `event` (the window ended).
+    async fn release_all(&self, event: &str, user: &str, cause: Cause) -> StoreResult<Vec<String>>;
+
+    /// Ends holds whose time is up (at most `max` seats); each seat's expiry
+    /// is processed once however many nodes sweep. Returns them by buyer.
+    async fn expire(&self, event: &str, now_ms: i64, max: u64) -> StoreResult<Vec<(UserId, Vec<String>)>>;
+
+    /// The seats `user` holds at `event`, with the earliest expiry.
+    async fn holds_of(&self, event: &str, user: &str) -> StoreResult<(Vec<String>, Option<i64>)>;
+
+    async fn snapshot(&self, event: &str) -> StoreResult<Snapshot>;
+
+    async fn version(&self, event: &str) -> StoreResult<u64>;
+
+    /// Log entries after `cursor`, oldest first, at most `max`.
+    async fn log_after(&self, event: &str, cursor: &str, max: u64) -> StoreResult<Vec<LogEntry>>;
+
+    /// Where the relay got to.
+    async fn relay_cursor(&self, event: &str) -> StoreResult<String>;
+
+    async fn save_relay_cursor(&self, event: &str, cursor: &str) -> StoreResult<()>;
+}
