@@ -2,12 +2,15 @@
 //! supervised workers and serves HTTP and WebSockets until shutdown.
 //! `run` is what the binary and the integration tests both call.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use redis::aio::ConnectionManager;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -16,12 +19,20 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::{Auth, KeyError};
+use crate::bus::kafka::KafkaBus;
+use crate::bus::memory::MemoryBus;
+use crate::bus::{BusError, SeatBus};
 use crate::clock::Clock;
 use crate::config::{Secret, ServerConfig};
+use crate::domain::EventId;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
+use crate::services::feed::Feed;
 use crate::store::StoreError;
+use crate::store::seats::SeatStore;
+use crate::store::seats::memory::MemorySeatStore;
+use crate::store::seats::redis::RedisSeatStore;
 use crate::store::sql::SqlStore;
 use crate::store::waiting::WaitingRoom;
 use crate::store::waiting::memory::MemoryWaitingRoom;
@@ -42,6 +53,8 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -56,6 +69,13 @@ pub struct Ctx {
     pub auth: Auth,
     pub sql: SqlStore,
     pub queue: Arc<dyn WaitingRoom>,
+    pub seats: Arc<dyn SeatStore>,
+    pub bus: Arc<dyn SeatBus>,
+    /// Live seat maps and their watchers on this node.
+    pub feed: Feed,
+    /// Events whose admitter lease this node holds (the relay publishes
+    /// their diffs).
+    pub leases: Mutex<HashSet<EventId>>,
     pub catalog: Catalog,
     pub hub: Hub,
     pub clock: Clock,
@@ -125,11 +145,28 @@ async fn build(cfg: ServerConfig) -> Result<Arc<Ctx>, StartError> {
     if cfg.demo_enabled() && sql.seed_demo(clock.now_ms()).await? {
         info!("seeded the demo seller, hall and event");
     }
-    let queue: Arc<dyn WaitingRoom> = match &cfg.redis_url {
-        Some(url) => Arc::new(RedisWaitingRoom::connect(url, &cfg.redis_prefix).await?),
-        None => Arc::new(MemoryWaitingRoom::new()),
+    let (queue, seats): (Arc<dyn WaitingRoom>, Arc<dyn SeatStore>) = match &cfg.redis_url {
+        Some(url) => {
+            let conn = ConnectionManager::new(redis::Client::open(url.as_str()).map_err(StoreError::from)?)
+                .await
+                .map_err(StoreError::from)?;
+            (
+                Arc::new(RedisWaitingRoom::with_connection(conn.clone(), &cfg.redis_prefix)),
+                Arc::new(RedisSeatStore::new(conn, &cfg.redis_prefix)),
+            )
+        }
+        None => (Arc::new(MemoryWaitingRoom::new()), Arc::new(MemorySeatStore::new())),
     };
     let node_id = cfg.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+    let bus: Arc<dyn SeatBus> = match &cfg.kafka_brokers {
+        Some(brokers) => Arc::new(KafkaBus::connect(brokers, &cfg.kafka_topic, &node_id, cfg.kafka_partitions).await?),
+        None => {
+            if cfg.redis_url.is_some() {
+                warn!("no --kafka-brokers: seat maps on other nodes only catch up by polling the store");
+            }
+            Arc::new(MemoryBus::default())
+        }
+    };
     let ctx = Arc::new(Ctx {
         limits: Limits::new(&cfg),
         cfg,
@@ -137,6 +174,10 @@ async fn build(cfg: ServerConfig) -> Result<Arc<Ctx>, StartError> {
         auth,
         sql,
         queue,
+        seats,
+        bus,
+        feed: Feed::default(),
+        leases: Mutex::new(HashSet::new()),
         catalog: Catalog::default(),
         hub: Hub::default(),
         clock,
@@ -169,6 +210,10 @@ pub async fn run(
     workers::supervise(&workers, ctx.shutdown.clone(), "admitter", move || workers::admitter::run(c.clone()));
     let c = ctx.clone();
     workers::supervise(&workers, ctx.shutdown.clone(), "notifier", move || workers::notifier::run(c.clone()));
+    let c = ctx.clone();
+    workers::supervise(&workers, ctx.shutdown.clone(), "relay", move || workers::relay::run(c.clone()));
+    let c = ctx.clone();
+    workers::supervise(&workers, ctx.shutdown.clone(), "feed", move || workers::feed::run(c.clone()));
     let c = ctx.clone();
     workers::supervise(&workers, ctx.shutdown.clone(), "catalog-refresh", move || {
         workers::catalog_refresh::run(c.clone())

@@ -87,6 +87,21 @@ pub struct ServerConfig {
     #[arg(long, env = "QT_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
 
+    /// Kafka bootstrap servers; when set, seat diffs travel over Kafka so
+    /// every node sees every change. Without it they stay in process (one
+    /// node).
+    #[arg(long, env = "QT_KAFKA_BROKERS", global = true)]
+    pub kafka_brokers: Option<String>,
+
+    /// Topic of the seat diffs (keyed by event id).
+    #[arg(long, env = "QT_KAFKA_TOPIC", default_value = "qt.seat-diffs", global = true)]
+    pub kafka_topic: String,
+
+    /// Partitions of the seat-diff topic when this node creates it (0: do
+    /// not create it; the brokers or an operator do).
+    #[arg(long, env = "QT_KAFKA_PARTITIONS", default_value_t = 12, global = true)]
+    pub kafka_partitions: i32,
+
     /// Prefix of every Redis key, so several deployments can share a Redis.
     #[arg(long, env = "QT_REDIS_PREFIX", default_value = "qt", global = true)]
     pub redis_prefix: String,

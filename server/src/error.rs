@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::auth::AuthError;
 use crate::domain::queue::InvalidSetting;
+use crate::domain::seats::HoldRequestError;
 use crate::store::StoreError;
 
 /// Error codes of the wire contract.
@@ -68,6 +69,16 @@ pub enum AppError {
     InvalidSetting(#[from] InvalidSetting),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("temporarily unavailable; retry shortly")]
+    Unavailable,
+    #[error("seats not available: {}", .0.join(", "))]
+    SeatUnavailable(Vec<String>),
+    #[error("not enough free seats together or apart for that request")]
+    NoSeatsLeft,
+    #[error("at most {max} seats per buyer for this event; you hold {held}")]
+    HoldLimit { held: u32, max: u32 },
+    #[error(transparent)]
+    HoldRequest(#[from] HoldRequestError),
 }
 
 impl AppError {
@@ -81,7 +92,12 @@ impl AppError {
             Self::NotAdmitted => ErrorCode::NotAdmitted,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::Store(e) if e.is_unavailable() => ErrorCode::Unavailable,
+            Self::Unavailable => ErrorCode::Unavailable,
             Self::Store(_) => ErrorCode::Internal,
+            Self::SeatUnavailable(_) | Self::NoSeatsLeft => ErrorCode::SeatUnavailable,
+            Self::HoldLimit { .. } | Self::HoldRequest(HoldRequestError::TooMany(_)) => ErrorCode::HoldLimit,
+            Self::HoldRequest(HoldRequestError::Unknown(_)) => ErrorCode::NotFound,
+            Self::HoldRequest(_) => ErrorCode::BadRequest,
         }
     }
 
@@ -105,6 +121,15 @@ impl AppError {
         let mut body = serde_json::Map::new();
         body.insert("code".into(), json!(self.code()));
         body.insert("message".into(), json!(self.public_message()));
+        match self {
+            Self::SeatUnavailable(seats) | Self::HoldRequest(HoldRequestError::Unknown(seats)) => {
+                body.insert("seats".into(), json!(seats));
+            }
+            Self::NoSeatsLeft => {
+                body.insert("seats".into(), json!([]));
+            }
+            _ => {}
+        }
         body
     }
 }

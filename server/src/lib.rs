@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub position_pushes: Counter,
     pub pushes_skipped_full: Counter,
     pub slow_sockets_closed: Counter,
+    pub holds: Counter,
+    pub diffs_relayed: Counter,
+    pub diffs_applied: Counter,
+    pub resyncs: Counter,
 }
 
 /// Resident set size and CPU seconds of this process, from /proc.
@@ -109,6 +113,25 @@ impl Metrics {
             "counter",
             "Sockets closed for not keeping up.",
             self.slow_sockets_closed.get().to_string(),
+        );
+        line("qt_holds_total", "counter", "Successful holds.", self.holds.get().to_string());
+        line(
+            "qt_diffs_relayed_total",
+            "counter",
+            "Seat diffs published to the bus by this node.",
+            self.diffs_relayed.get().to_string(),
+        );
+        line(
+            "qt_diffs_applied_total",
+            "counter",
+            "Seat diffs applied to this node's replicas.",
+            self.diffs_applied.get().to_string(),
+        );
+        line(
+            "qt_seatmap_resyncs_total",
+            "counter",
+            "Replicas reloaded from the store after a gap.",
+            self.resyncs.get().to_string(),
         );
         out
     }

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::Serialize;
 
 use super::Caller;
@@ -13,6 +14,7 @@ use crate::clock::rfc3339;
 use crate::domain::event::{Event, Tier};
 use crate::error::AppResult;
 use crate::services::queue::QueueReply;
+use crate::services::seatmap::Format;
 use crate::ws::protocol::{Left, encode};
 
 #[derive(Serialize)]
@@ -52,6 +54,22 @@ pub async fn list(State(ctx): State<Arc<Ctx>>) -> Json<Vec<EventView>> {
 pub async fn detail(State(ctx): State<Arc<Ctx>>, Path(event): Path<String>) -> AppResult<Json<EventView>> {
     let (_, e) = ctx.find_event(&event)?;
     Ok(Json(EventView::from(&*e)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct SeatmapQuery {
+    #[serde(default)]
+    format: Format,
+}
+
+/// `GET …/seatmap`: the `seatmap` object as the store has it now.
+pub async fn seatmap(
+    State(ctx): State<Arc<Ctx>>,
+    Path(event): Path<String>,
+    Query(q): Query<SeatmapQuery>,
+) -> AppResult<impl IntoResponse> {
+    let body = ctx.seatmap(&event, q.format).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
 /// `POST …/queue`: the same as a socket `join`.

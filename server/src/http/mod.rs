@@ -34,6 +34,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/v1/guest", post(guest::issue))
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{event}", get(events::detail))
+        .route("/api/v1/events/{event}/seatmap", get(events::seatmap))
         .route(
             "/api/v1/events/{event}/queue",
             post(events::join_queue).get(events::queue_status).delete(events::leave_queue),

@@ -8,11 +8,14 @@ use std::sync::{Arc, RwLock};
 use crate::domain::EventId;
 use crate::domain::event::Event;
 use crate::domain::queue::{QueueSettings, RateStats};
+use crate::domain::seats::SeatLayout;
 
 #[derive(Default)]
 pub struct Catalog {
     events: RwLock<HashMap<EventId, Arc<Event>>>,
     stats: RwLock<HashMap<EventId, RateStats>>,
+    /// Seat layouts by venue, loaded on first use.
+    layouts: RwLock<HashMap<String, Arc<SeatLayout>>>,
 }
 
 impl Catalog {
@@ -48,6 +51,14 @@ impl Catalog {
         {
             Arc::make_mut(e).queue = settings;
         }
+    }
+
+    pub fn layout(&self, venue: &str) -> Option<Arc<SeatLayout>> {
+        self.layouts.read().unwrap_or_else(|p| p.into_inner()).get(venue).cloned()
+    }
+
+    pub fn set_layout(&self, venue: &str, layout: Arc<SeatLayout>) {
+        self.layouts.write().unwrap_or_else(|p| p.into_inner()).insert(venue.to_owned(), layout);
     }
 
     pub fn set_stats(&self, id: &EventId, stats: RateStats) {

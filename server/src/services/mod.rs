@@ -2,4 +2,7 @@
 //! means, independent of whether it came over the socket or REST.
 
 pub mod catalog;
+pub mod feed;
 pub mod queue;
+pub mod seatmap;
+pub mod seats;

@@ -13,6 +13,7 @@ use crate::app::Ctx;
 use crate::domain::EventId;
 use crate::domain::queue::RateMeter;
 use crate::store::StoreResult;
+use crate::store::seats::Cause;
 use crate::store::waiting::Lease;
 use crate::ws::protocol::encode;
 
@@ -49,12 +50,23 @@ pub async fn run(ctx: Arc<Ctx>) {
         }
     }
     // Hand over at once instead of making the next admitter wait out the TTL.
+    ctx.leases.lock().unwrap_or_else(|p| p.into_inner()).clear();
     for (id, state) in events {
         if let Some(lease) = state.lease
             && let Err(e) = ctx.queue.release_lease(&id, &ctx.node_id, lease).await
         {
             warn!(event = %id, error = %e, "could not release admitter lease");
         }
+    }
+}
+
+/// Tells the relay which events' diffs it publishes.
+fn set_held(ctx: &Ctx, id: &EventId, held: bool) {
+    let mut leases = ctx.leases.lock().unwrap_or_else(|p| p.into_inner());
+    if held {
+        leases.insert(id.clone());
+    } else {
+        leases.remove(id);
     }
 }
 
@@ -69,6 +81,7 @@ async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> S
             }
         }
         state.lease = lease;
+        set_held(ctx, id, lease.is_some());
     }
     let Some(lease) = state.lease else { return Ok(()) };
     let out = ctx.queue.tick(id, lease, now, MAX_BATCH).await?;
@@ -76,8 +89,14 @@ async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> S
         warn!(event = %id, token = lease.token, "admitter lease lost; standing down");
         state.lease = None;
         state.lease_checked_ms = None;
+        set_held(ctx, id, false);
         return Ok(());
     }
+    // Holds end with the window, and on the server clock.
+    for user in &out.expired {
+        ctx.seats.release_all(id, user, Cause::WindowEnded).await?;
+    }
+    ctx.seats.expire(id, now, MAX_BATCH).await?;
     state.meter.record(now, out.admitted.len() as u64);
     ctx.metrics.admitted.add(out.admitted.len() as u64);
     ctx.metrics.dropped_ghosts.add(out.dropped.len() as u64);

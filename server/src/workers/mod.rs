@@ -3,14 +3,26 @@
 
 pub mod admitter;
 pub mod catalog_refresh;
+pub mod feed;
 pub mod notifier;
+pub mod relay;
 
 use std::future::Future;
 use std::time::Duration;
 
+use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
+
+/// What a worker's step can fail with; the step is retried.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
+}
 
 /// Runs `make()` until `shutdown`, restarting it with backoff whenever it
 /// ends early or panics.

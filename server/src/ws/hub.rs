@@ -50,11 +50,38 @@ pub struct Pushed {
 #[derive(Default)]
 pub struct Hub {
     events: Mutex<HashMap<EventId, HashMap<UserId, Waiter>>>,
+    /// Every open socket here by buyer, for news meant for one buyer.
+    connections: Mutex<HashMap<UserId, Vec<Arc<Peer>>>>,
 }
 
 impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, HashMap<UserId, Waiter>>> {
         self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn connect(&self, user: &UserId, peer: &Arc<Peer>) {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner()).entry(user.clone()).or_default().push(peer.clone());
+    }
+
+    pub fn disconnect(&self, user: &str, peer_id: u64) {
+        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(peers) = conns.get_mut(user) {
+            peers.retain(|p| p.id != peer_id);
+            if peers.is_empty() {
+                conns.remove(user);
+            }
+        }
+    }
+
+    /// Queues a frame that must arrive to every socket of `user` here.
+    pub fn tell(&self, user: &str, frame: impl FnOnce() -> Utf8Bytes) {
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(peers) = conns.get(user) {
+            let frame = frame();
+            for p in peers {
+                p.outbox.push_or_kill(frame.clone());
+            }
+        }
     }
 
     /// Registers a socket as waiting; `position` is what its join reply said.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+use crate::services::seatmap::Format;
 
 /// A client's request id, echoed on every reply to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,16 +18,46 @@ pub enum Req {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    Join { event: String },
-    Leave { event: String },
-    Watch { event: String },
-    Unwatch { event: String },
-    Hold { event: String, seats: Vec<String> },
-    HoldBest { event: String, count: u32, tier: Option<String>, section: Option<String> },
-    Release { event: String, seats: Vec<String> },
-    ClaimCoupon { campaign: String },
-    Checkout { event: String, coupon: Option<String> },
-    Pay { order: String, payment_key: String },
+    Join {
+        event: String,
+    },
+    Leave {
+        event: String,
+    },
+    Watch {
+        event: String,
+        /// `compact` for the compact snapshot form (an addition).
+        #[serde(default)]
+        format: Format,
+    },
+    Unwatch {
+        event: String,
+    },
+    Hold {
+        event: String,
+        seats: Vec<String>,
+    },
+    HoldBest {
+        event: String,
+        count: u32,
+        tier: Option<String>,
+        section: Option<String>,
+    },
+    Release {
+        event: String,
+        seats: Vec<String>,
+    },
+    ClaimCoupon {
+        campaign: String,
+    },
+    Checkout {
+        event: String,
+        coupon: Option<String>,
+    },
+    Pay {
+        order: String,
+        payment_key: String,
+    },
     Ping,
 }
 

@@ -18,6 +18,7 @@ use crate::clock::rfc3339;
 use crate::domain::EventId;
 use crate::error::AppError;
 use crate::services::queue::QueueReply;
+use crate::services::seats::UnwatchedView;
 
 /// A write the client does not take within this time closes the socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +33,8 @@ struct Session {
     peer: Arc<Peer>,
     /// Events this socket joined, to leave the hub cleanly on close.
     joined: Vec<EventId>,
+    /// Events this socket watches.
+    watching: Vec<EventId>,
     limiter: DefaultDirectRateLimiter,
     breaches: u32,
 }
@@ -49,7 +52,8 @@ pub async fn run(ctx: Arc<Ctx>, who: Identity, mut ws: WebSocket) {
     ctx.metrics.sockets_open.inc();
     let peer = Peer::new(ctx.cfg.ws_outbox);
     let limiter = ctx.limits.per_socket();
-    let mut s = Session { ctx: ctx.clone(), who, peer, joined: Vec::new(), limiter, breaches: 0 };
+    ctx.hub.connect(&who.user, &peer);
+    let mut s = Session { ctx: ctx.clone(), who, peer, joined: Vec::new(), watching: Vec::new(), limiter, breaches: 0 };
     let hello = encode(&Hello { user: &s.who.user, server_time: rfc3339(ctx.clock.now_ms()), protocol: 1 }, None);
     if send(&mut ws, hello.into()).await {
         s.serve(&mut ws).await;
@@ -145,15 +149,36 @@ impl Session {
                 self.joined.retain(|e| e != &id);
                 Ok(vec![encode(&Left { event: &id, reason: "left" }, req)])
             }
-            ClientMsg::Hold { event, .. } | ClientMsg::HoldBest { event, .. } | ClientMsg::Checkout { event, .. } => {
-                self.ctx.require_admission(&user, &event).await?;
-                Err(AppError::Forbidden("seat holds and checkout open in a later release"))
+            ClientMsg::Watch { event, format } => {
+                // The snapshot answering this request goes through the
+                // socket's queue, ahead of the diffs that follow it.
+                let id = self.ctx.watch(&self.peer, &event, format, req).await?;
+                if !self.watching.contains(&id) {
+                    self.watching.push(id);
+                }
+                Ok(Vec::new())
             }
-            ClientMsg::Watch { .. }
-            | ClientMsg::Unwatch { .. }
-            | ClientMsg::Release { .. }
-            | ClientMsg::ClaimCoupon { .. }
-            | ClientMsg::Pay { .. } => Err(AppError::Forbidden("not available in this release")),
+            ClientMsg::Unwatch { event } => {
+                let (id, _) = self.ctx.find_event(&event)?;
+                self.ctx.feed.unwatch(&id, self.peer.id, self.ctx.clock.now_ms());
+                self.watching.retain(|e| e != &id);
+                Ok(vec![encode(&UnwatchedView { event: &id }, req)])
+            }
+            ClientMsg::Hold { event, seats } => Ok(vec![encode(&self.ctx.hold(&user, &event, &seats).await?, req)]),
+            ClientMsg::HoldBest { event, count, tier, section } => {
+                let held = self.ctx.hold_best(&user, &event, count, tier.as_deref(), section.as_deref()).await?;
+                Ok(vec![encode(&held, req)])
+            }
+            ClientMsg::Release { event, seats } => {
+                Ok(vec![encode(&self.ctx.release(&user, &event, &seats).await?, req)])
+            }
+            ClientMsg::Checkout { event, .. } => {
+                self.ctx.require_admission(&user, &event).await?;
+                Err(AppError::Forbidden("checkout opens in a later release"))
+            }
+            ClientMsg::ClaimCoupon { .. } | ClientMsg::Pay { .. } => {
+                Err(AppError::Forbidden("not available in this release"))
+            }
         }
     }
 
@@ -161,5 +186,7 @@ impl Session {
         for id in &self.joined {
             self.ctx.hub.remove_peer(id, &self.who.user, self.peer.id);
         }
+        self.ctx.feed.remove_peer(&self.watching, self.peer.id, self.ctx.clock.now_ms());
+        self.ctx.hub.disconnect(&self.who.user, self.peer.id);
     }
 }

@@ -23,6 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const EVENT: &str = "demo-live";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const KAFKA_TOPIC: &str = "qt.seat-diffs";
 const WAIT: Duration = Duration::from_secs(10);
 
 pub fn init_logs() {
@@ -60,6 +61,8 @@ pub struct Options {
     pub database_url: Option<String>,
     pub secret: String,
     pub node_id: Option<String>,
+    /// Kafka bootstrap servers (a mock cluster's) for seat diffs.
+    pub kafka: Option<String>,
     /// Use this data directory (default: a fresh one).
     pub data_dir: Option<PathBuf>,
     /// Let the server take its secret from DATA_DIR/jwt.secret (generating
@@ -75,6 +78,7 @@ impl Options {
             database_url: None,
             secret: format!("it-secret-{:032x}", rand::random::<u128>()),
             node_id: None,
+            kafka: None,
             data_dir: None,
             secret_from_data_dir: false,
             tweak: |_| {},
@@ -95,6 +99,11 @@ impl Options {
         if let Backend::Redis(prefix) = &self.backend {
             cfg.redis_url = Some(REDIS_URL.into());
             cfg.redis_prefix = prefix.clone();
+        }
+        if let Some(brokers) = &self.kafka {
+            cfg.kafka_brokers = Some(brokers.clone());
+            cfg.kafka_topic = KAFKA_TOPIC.into();
+            cfg.kafka_partitions = 0; // the mock cluster has it already
         }
         (self.tweak)(&mut cfg);
         cfg
@@ -248,6 +257,14 @@ impl ChildServer {
         }
         if let Some(url) = &opts.database_url {
             cmd.arg("--database-url").arg(url);
+        }
+        if let Some(brokers) = &opts.kafka {
+            cmd.arg("--kafka-brokers")
+                .arg(brokers)
+                .arg("--kafka-topic")
+                .arg(KAFKA_TOPIC)
+                .arg("--kafka-partitions")
+                .arg("0");
         }
         if let Backend::Redis(prefix) = &opts.backend {
             cmd.arg("--redis-url").arg(REDIS_URL).arg("--redis-prefix").arg(prefix);
@@ -404,7 +421,11 @@ impl Client {
 
     /// The next frame of `kind`, skipping others.
     pub async fn recv_type(&mut self, kind: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        self.recv_type_within(kind, WAIT).await
+    }
+
+    pub async fn recv_type_within(&mut self, kind: &str, wait: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let v = self.try_recv(left).await.unwrap_or_else(|| panic!("no `{kind}` frame in time"));
@@ -459,6 +480,85 @@ pub async fn purge_redis(prefix: &str) {
         redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
     if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+}
+
+/// A buyer's view of an event's seat map, built the way a client must:
+/// a snapshot, then diffs whose versions rise by exactly their changes.
+pub struct MapView {
+    pub version: u64,
+    pub status: std::collections::HashMap<String, String>,
+    pub gaps: usize,
+}
+
+impl MapView {
+    pub fn from_snapshot(v: &Value) -> Self {
+        assert_eq!(v["type"], "seatmap", "{v}");
+        let status = v["seats"]
+            .as_array()
+            .expect("full seat list")
+            .iter()
+            .map(|s| (s["id"].as_str().unwrap().to_owned(), s["status"].as_str().unwrap().to_owned()))
+            .collect();
+        Self { version: v["version"].as_u64().unwrap(), status, gaps: 0 }
+    }
+
+    /// Applies a `seats` frame; false on a gap (the client must re-watch).
+    pub fn apply(&mut self, v: &Value) -> bool {
+        let changes = v["changes"].as_array().expect("changes");
+        let version = v["version"].as_u64().unwrap();
+        if version != self.version + changes.len() as u64 {
+            self.gaps += 1;
+            return false;
+        }
+        for c in changes {
+            self.status.insert(c["id"].as_str().unwrap().to_owned(), c["status"].as_str().unwrap().to_owned());
+        }
+        self.version = version;
+        true
+    }
+
+    pub fn held(&self) -> std::collections::BTreeSet<String> {
+        self.status.iter().filter(|(_, s)| *s != "free").map(|(id, _)| id.clone()).collect()
+    }
+}
+
+/// The store's seat map, through REST.
+pub async fn store_map(addr: SocketAddr, event: &str) -> MapView {
+    let r = http(addr, "GET", &format!("/api/v1/events/{event}/seatmap"), None, None).await.expect("seatmap");
+    assert_eq!(r.status, 200, "{}", r.body);
+    MapView::from_snapshot(&r.json())
+}
+
+/// A socket that watches an event and keeps its map current until
+/// `settle` says it matches the store.
+pub struct Watcher {
+    pub client: Client,
+    pub map: MapView,
+}
+
+impl Watcher {
+    pub async fn start(mut client: Client, event: &str) -> Self {
+        let snapshot = client.request(json!({"type": "watch", "event": event})).await;
+        Self { map: MapView::from_snapshot(&snapshot), client }
+    }
+
+    /// Reads frames until the map equals `want` (re-watching after a gap).
+    pub async fn settle(&mut self, event: &str, want: &MapView, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.map.version != want.version || self.map.status != want.status {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "watcher stuck at v{} (store v{})", self.map.version, want.version);
+            let Some(v) = self.client.try_recv(left).await else { continue };
+            match v["type"].as_str() {
+                Some("seats") if !self.map.apply(&v) => {
+                    let snapshot = self.client.request(json!({"type": "watch", "event": event})).await;
+                    self.map = MapView { gaps: self.map.gaps, ..MapView::from_snapshot(&snapshot) };
+                }
+                Some("seatmap") => self.map = MapView { gaps: self.map.gaps, ..MapView::from_snapshot(&v) },
+                _ => {}
+            }
+        }
     }
 }
 

@@ -5,4 +5,5 @@ mod cluster;
 mod common;
 mod identity;
 mod protocol;
+mod seats;
 mod waiting_room;

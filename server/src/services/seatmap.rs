@@ -1,0 +1,215 @@
+//! Seat-map frames: the `seatmap` snapshot in the contract's form and in a
+//! compact form (rows as runs, statuses as one letter per seat) for large
+//! venues, and the `seats` diff.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::domain::event::Tier;
+use crate::domain::seats::{Row, SeatChange, SeatLayout, SeatStatus};
+use crate::ws::protocol::{Req, encode};
+
+/// Which snapshot form a watcher asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// `seats: [{id, section, row, number, x, y, tier, status}]`.
+    #[default]
+    Full,
+    /// `rows: [...]` plus `status`, one letter per seat in row order.
+    Compact,
+}
+
+#[derive(Serialize)]
+struct FullSeat<'a> {
+    id: &'a str,
+    section: &'a str,
+    row: &'a str,
+    number: i64,
+    x: i64,
+    y: i64,
+    tier: &'a str,
+    status: SeatStatus,
+}
+
+/// A row of the compact form: a regular run (`count` seats numbered from
+/// `n0`, at `x0 + i·dx`, ids `SECTION-ROW-NUMBER`, one tier) or, when the
+/// row is irregular, its seats spelled out.
+fn compact_row(layout: &SeatLayout, row: &Row) -> Value {
+    let seats: Vec<_> = row.seats.iter().map(|&i| &layout.seats[i]).collect();
+    let first = seats[0];
+    let dx = seats.get(1).map_or(0, |s| s.x - first.x);
+    let regular = seats.iter().enumerate().all(|(k, s)| {
+        s.number == first.number + k as i64
+            && s.x == first.x + k as i64 * dx
+            && s.y == first.y
+            && s.tier == first.tier
+            && s.id == format!("{}-{}-{}", s.section, s.row, s.number)
+    });
+    if regular {
+        json!({
+            "section": row.section, "row": row.label, "tier": first.tier, "y": first.y,
+            "n0": first.number, "x0": first.x, "dx": dx, "count": seats.len(),
+        })
+    } else {
+        let spelled: Vec<Value> =
+            seats.iter().map(|s| json!({"id": s.id, "number": s.number, "x": s.x, "y": s.y, "tier": s.tier})).collect();
+        json!({"section": row.section, "row": row.label, "seats": spelled})
+    }
+}
+
+/// The `seatmap` frame for a replica at `version`.
+pub fn seatmap_frame(
+    event: &str,
+    version: u64,
+    tiers: &[Tier],
+    layout: &SeatLayout,
+    status: &[SeatStatus],
+    format: Format,
+    req: Option<&Req>,
+) -> String {
+    let msg = match format {
+        Format::Full => {
+            let seats: Vec<FullSeat<'_>> = layout
+                .seats
+                .iter()
+                .zip(status)
+                .map(|(s, &status)| FullSeat {
+                    id: &s.id,
+                    section: &s.section,
+                    row: &s.row,
+                    number: s.number,
+                    x: s.x,
+                    y: s.y,
+                    tier: &s.tier,
+                    status,
+                })
+                .collect();
+            json!({"type": "seatmap", "event": event, "version": version, "tiers": tiers, "seats": seats})
+        }
+        Format::Compact => {
+            let rows: Vec<Value> = layout.rows.iter().map(|r| compact_row(layout, r)).collect();
+            let letters: String = layout.rows.iter().flat_map(|r| r.seats.iter().map(|&i| status[i].code())).collect();
+            json!({
+                "type": "seatmap", "event": event, "version": version, "tiers": tiers,
+                "format": "compact", "rows": rows, "status": letters,
+            })
+        }
+    };
+    encode(&msg, req)
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "seats")]
+struct SeatsFrame<'a> {
+    event: &'a str,
+    version: u64,
+    changes: &'a [SeatChange],
+}
+
+/// A `seats` diff frame.
+pub fn seats_frame(event: &str, version: u64, changes: &[SeatChange]) -> String {
+    encode(&SeatsFrame { event, version, changes }, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::demo;
+    use crate::domain::event::Seat;
+
+    /// Expands a compact snapshot back into (id, status) pairs.
+    fn expand(v: &Value) -> Vec<(String, char)> {
+        let status: Vec<char> = v["status"].as_str().unwrap().chars().collect();
+        let mut out = Vec::new();
+        for row in v["rows"].as_array().unwrap() {
+            if let Some(seats) = row["seats"].as_array() {
+                for s in seats {
+                    out.push(s["id"].as_str().unwrap().to_owned());
+                }
+            } else {
+                for k in 0..row["count"].as_i64().unwrap() {
+                    let n = row["n0"].as_i64().unwrap() + k;
+                    out.push(format!("{}-{}-{n}", row["section"].as_str().unwrap(), row["row"].as_str().unwrap()));
+                }
+            }
+        }
+        out.into_iter().zip(status).collect()
+    }
+
+    #[test]
+    fn compact_and_full_forms_agree() {
+        let layout = SeatLayout::new(demo::seats());
+        let mut status = vec![SeatStatus::Free; layout.len()];
+        status[layout.index_of("C-3-12").unwrap()] = SeatStatus::Held;
+        status[layout.index_of("A-20-1").unwrap()] = SeatStatus::Sold;
+        let tiers = demo::event(0).tiers;
+        let full: Value =
+            serde_json::from_str(&seatmap_frame("e", 7, &tiers, &layout, &status, Format::Full, None)).unwrap();
+        let compact: Value =
+            serde_json::from_str(&seatmap_frame("e", 7, &tiers, &layout, &status, Format::Compact, None)).unwrap();
+        assert_eq!(full["version"], 7);
+        assert_eq!(full["seats"].as_array().unwrap().len(), layout.len());
+        let mut from_full: Vec<(String, char)> = full["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].as_str().unwrap().to_owned(), s["status"].as_str().unwrap().chars().next().unwrap()))
+            .collect();
+        let mut from_compact = expand(&compact);
+        from_full.sort();
+        from_compact.sort();
+        assert_eq!(from_full, from_compact);
+        assert!(from_compact.contains(&("C-3-12".into(), 'h')));
+    }
+
+    #[test]
+    fn irregular_rows_are_spelled_out() {
+        let seats = vec![
+            Seat { id: "box-1".into(), section: "B".into(), row: "1".into(), number: 1, x: 0, y: 0, tier: "t".into() },
+            Seat { id: "box-2".into(), section: "B".into(), row: "1".into(), number: 2, x: 10, y: 0, tier: "t".into() },
+        ];
+        let layout = SeatLayout::new(seats);
+        let v: Value = serde_json::from_str(&seatmap_frame(
+            "e",
+            0,
+            &[],
+            &layout,
+            &[SeatStatus::Free, SeatStatus::Held],
+            Format::Compact,
+            None,
+        ))
+        .unwrap();
+        assert_eq!(expand(&v), vec![("box-1".to_string(), 'f'), ("box-2".to_string(), 'h')]);
+    }
+
+    /// The contract's figure: a 20,000-seat venue's snapshot stays well
+    /// under 1 MiB in compact form.
+    #[test]
+    fn a_twenty_thousand_seat_snapshot_is_compact() {
+        let mut seats = Vec::new();
+        for section in 0..10 {
+            for row in 1..=50 {
+                for n in 1..=40 {
+                    seats.push(Seat {
+                        id: format!("S{section}-{row}-{n}"),
+                        section: format!("S{section}"),
+                        row: row.to_string(),
+                        number: n,
+                        x: section * 520 + n * 12,
+                        y: row * 14,
+                        tier: if row < 10 { "r" } else { "s" }.into(),
+                    });
+                }
+            }
+        }
+        let layout = SeatLayout::new(seats);
+        assert_eq!(layout.len(), 20_000);
+        let status: Vec<SeatStatus> =
+            (0..layout.len()).map(|i| if i % 7 == 0 { SeatStatus::Held } else { SeatStatus::Free }).collect();
+        let compact = seatmap_frame("e", 1, &[], &layout, &status, Format::Compact, None);
+        let full = seatmap_frame("e", 1, &[], &layout, &status, Format::Full, None);
+        eprintln!("20,000 seats: compact {} bytes, full {} bytes", compact.len(), full.len());
+        assert!(compact.len() < 128 * 1024, "compact snapshot is {} bytes", compact.len());
+    }
+}

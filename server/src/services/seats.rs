@@ -1,0 +1,187 @@
+//! Seat use cases: watching an event's live map, holding named or best
+//! seats, releasing them. Holds need an admission pass for the event; the
+//! store decides atomically; the bus tells everyone.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::seatmap::{Format, seatmap_frame};
+use crate::app::Ctx;
+use crate::clock::rfc3339;
+use crate::domain::event::Event;
+use crate::domain::seats::{BestFilter, HoldRequestError, SeatLayout, SeatStatus, best_seats, check_seat_ids};
+use crate::domain::{EventId, UserId};
+use crate::error::{AppError, AppResult};
+use crate::store::seats::HoldRefused;
+use crate::ws::hub::Peer;
+use crate::ws::protocol::Req;
+
+/// `hold_best` tries again this often when someone was faster.
+const BEST_ATTEMPTS: usize = 3;
+/// A `hold_best` count beyond any venue's row is a mistake, not a limit.
+const MAX_BEST_COUNT: u32 = 1_000;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename = "held")]
+pub struct HeldView {
+    pub event: EventId,
+    pub seats: Vec<String>,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename = "released")]
+pub struct ReleasedView {
+    pub event: EventId,
+    pub seats: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename = "hold_expired")]
+pub struct HoldExpiredView<'a> {
+    pub event: &'a str,
+    pub seats: &'a [String],
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename = "unwatched")]
+pub struct UnwatchedView<'a> {
+    pub event: &'a str,
+}
+
+impl Ctx {
+    /// The seat layout of an event's venue, loaded once per node.
+    pub async fn layout(&self, event: &Event) -> AppResult<Arc<SeatLayout>> {
+        if let Some(layout) = self.catalog.layout(&event.venue_id) {
+            return Ok(layout);
+        }
+        let layout = Arc::new(SeatLayout::new(self.sql.venue_seats(&event.venue_id).await?));
+        self.catalog.set_layout(&event.venue_id, layout.clone());
+        Ok(layout)
+    }
+
+    /// Makes sure this node keeps a live replica of the event's seats.
+    pub async fn go_live(&self, event: &str) -> AppResult<(EventId, Arc<Event>)> {
+        let (id, e) = self.find_event(event)?;
+        if !self.feed.is_live(&id) {
+            let layout = self.layout(&e).await?;
+            let snapshot = self.seats.snapshot(&id).await?;
+            self.feed.install(&id, layout, e.tiers.clone(), &snapshot, self.clock.now_ms());
+        }
+        Ok((id, e))
+    }
+
+    /// Starts watching: the snapshot (answering `req`) and then diffs are
+    /// queued to the socket.
+    pub async fn watch(&self, peer: &Arc<Peer>, event: &str, format: Format, req: Option<&Req>) -> AppResult<EventId> {
+        // An event dropped as idle between the two calls is rare; loading
+        // it again is the whole remedy.
+        for _ in 0..2 {
+            let (id, _) = self.go_live(event).await?;
+            if self.feed.watch(&id, peer, format, req) {
+                return Ok(id);
+            }
+        }
+        Err(AppError::Unavailable)
+    }
+
+    /// The seat map as the store has it now (for REST clients).
+    pub async fn seatmap(&self, event: &str, format: Format) -> AppResult<String> {
+        let (id, e) = self.find_event(event)?;
+        let layout = self.layout(&e).await?;
+        let snapshot = self.seats.snapshot(&id).await?;
+        let mut status = vec![SeatStatus::Free; layout.len()];
+        for (seat, s) in &snapshot.taken {
+            if let Some(i) = layout.index_of(seat) {
+                status[i] = *s;
+            }
+        }
+        Ok(seatmap_frame(&id, snapshot.version, &e.tiers, &layout, &status, format, None))
+    }
+
+    /// When a hold made now ends: after the event's hold time, and never
+    /// after the buyer's shopping window.
+    fn hold_until(&self, e: &Event, window_end_ms: i64) -> i64 {
+        (self.clock.now_ms() + i64::from(e.queue.hold_s) * 1000).min(window_end_ms)
+    }
+
+    async fn hold_ids(
+        &self,
+        user: &UserId,
+        id: &EventId,
+        e: &Event,
+        seats: Vec<String>,
+        until: i64,
+    ) -> AppResult<HeldView> {
+        let max = e.queue.max_seats_per_buyer;
+        match self.seats.hold(id, user, &seats, until, max).await? {
+            Ok(held) => {
+                self.metrics.holds.inc();
+                Ok(HeldView { event: id.clone(), seats, expires_at: rfc3339(held.expires_ms) })
+            }
+            Err(HoldRefused::Unavailable(taken)) => Err(AppError::SeatUnavailable(taken)),
+            Err(HoldRefused::Limit { held }) => Err(AppError::HoldLimit { held, max }),
+        }
+    }
+
+    /// Holds exactly these seats, or none.
+    pub async fn hold(&self, user: &UserId, event: &str, seats: &[String]) -> AppResult<HeldView> {
+        let (id, window_end) = self.require_admission(user, event).await?;
+        let (_, e) = self.find_event(&id)?;
+        let layout = self.layout(&e).await?;
+        check_seat_ids(&layout, seats, e.queue.max_seats_per_buyer)?;
+        self.hold_ids(user, &id, &e, seats.to_vec(), self.hold_until(&e, window_end)).await
+    }
+
+    /// Holds the best `count` seats: adjacent in one row where possible.
+    pub async fn hold_best(
+        &self,
+        user: &UserId,
+        event: &str,
+        count: u32,
+        tier: Option<&str>,
+        section: Option<&str>,
+    ) -> AppResult<HeldView> {
+        if count == 0 || count > MAX_BEST_COUNT {
+            return Err(HoldRequestError::BadCount(MAX_BEST_COUNT).into());
+        }
+        let (id, window_end) = self.require_admission(user, event).await?;
+        let (_, e) = self.go_live(&id).await?;
+        if count > e.queue.max_seats_per_buyer {
+            return Err(HoldRequestError::TooMany(e.queue.max_seats_per_buyer).into());
+        }
+        let (layout, mut status) = self.feed.view(&id).ok_or(AppError::Unavailable)?;
+        let filter = BestFilter { tier, section };
+        let mut last_taken = Vec::new();
+        for _ in 0..BEST_ATTEMPTS {
+            let Some(picked) = best_seats(&layout, |i| status[i], count as usize, filter) else {
+                return Err(AppError::NoSeatsLeft);
+            };
+            let ids: Vec<String> = picked.iter().map(|&i| layout.seats[i].id.clone()).collect();
+            match self.hold_ids(user, &id, &e, ids, self.hold_until(&e, window_end)).await {
+                Err(AppError::SeatUnavailable(taken)) => {
+                    // Someone was faster: our replica lags a little; skip those.
+                    for t in &taken {
+                        if let Some(i) = layout.index_of(t) {
+                            status[i] = SeatStatus::Held;
+                        }
+                    }
+                    last_taken = taken;
+                }
+                other => return other,
+            }
+        }
+        Err(AppError::SeatUnavailable(last_taken))
+    }
+
+    /// Releases those of `seats` the buyer holds.
+    pub async fn release(&self, user: &UserId, event: &str, seats: &[String]) -> AppResult<ReleasedView> {
+        let (id, e) = self.find_event(event)?;
+        let layout = self.layout(&e).await?;
+        // Releasing is never limited by the hold limit: check ids only.
+        check_seat_ids(&layout, seats, u32::MAX)?;
+        let released = self.seats.release(&id, user, seats).await?;
+        Ok(ReleasedView { event: id, seats: released })
+    }
+}

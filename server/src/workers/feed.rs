@@ -1,0 +1,104 @@
+//! The feed: this node's one subscription to the seat-diff bus. Applies
+//! every diff to the live replicas, batches what arrived together into one
+//! `seats` frame per event, tells buyers whose holds ended, and keeps the
+//! replicas honest (resync on gaps, version probes against the store).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+use crate::app::Ctx;
+use crate::bus::BusEvent;
+use crate::domain::seats::Applied;
+use crate::services::seats::HoldExpiredView;
+use crate::store::seats::Cause;
+use crate::ws::protocol::encode;
+
+const MAINTAIN_EVERY: Duration = Duration::from_millis(500);
+/// Diffs applied before a flush even while more keep arriving.
+const MAX_BATCH: usize = 1_000;
+
+pub async fn run(ctx: Arc<Ctx>) {
+    let mut sub = match ctx.bus.subscribe().await {
+        Ok(sub) => sub,
+        Err(e) => {
+            warn!(error = %e, "cannot subscribe to the seat-diff bus");
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            return;
+        }
+    };
+    let mut maintenance = tokio::time::interval(MAINTAIN_EVERY);
+    maintenance.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            event = sub.next() => {
+                let Some(event) = event else {
+                    warn!("the seat-diff bus closed");
+                    return;
+                };
+                handle(&ctx, event);
+                // Whatever else is already here goes out in the same frame.
+                let mut batched = 1;
+                while batched < MAX_BATCH {
+                    match sub.next().now_or_never() {
+                        Some(Some(event)) => handle(&ctx, event),
+                        _ => break,
+                    }
+                    batched += 1;
+                }
+                ctx.feed.flush(ctx.clock.now_ms());
+            }
+            _ = maintenance.tick() => maintain(&ctx).await,
+        }
+    }
+}
+
+fn handle(ctx: &Ctx, event: BusEvent) {
+    match event {
+        BusEvent::Diff(diff) => {
+            let outcome = ctx.feed.apply(&diff);
+            if outcome == Some(Applied::Applied) {
+                ctx.metrics.diffs_applied.inc();
+            }
+            // Tell the buyer their hold ended, once (not on a redelivery).
+            if matches!(diff.cause, Cause::Expired | Cause::WindowEnded) && outcome != Some(Applied::Duplicate) {
+                ctx.hub.tell(&diff.user, || {
+                    encode(&HoldExpiredView { event: &diff.event, seats: &diff.seats }, None).into()
+                });
+            }
+        }
+        BusEvent::Lost => {
+            info!("seat diffs may have been lost; checking every replica");
+            ctx.feed.mark_all_stale();
+        }
+    }
+}
+
+async fn maintain(ctx: &Ctx) {
+    let now = ctx.clock.now_ms();
+    let chores = ctx.feed.maintain(now);
+    let mut resync = chores.resync;
+    for (id, _) in chores.probe {
+        match ctx.seats.version(&id).await {
+            Ok(version) if ctx.feed.probed(&id, version) => resync.push(id),
+            Ok(_) => {}
+            Err(e) => warn!(event = %id, error = %e, "seat version probe failed"),
+        }
+    }
+    for id in resync {
+        match ctx.seats.snapshot(&id).await {
+            Ok(snapshot) => {
+                ctx.feed.resync(&id, &snapshot, ctx.clock.now_ms());
+                ctx.metrics.resyncs.inc();
+            }
+            Err(e) => warn!(event = %id, error = %e, "seat map resync failed"),
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Live seat maps and holds end to end: races that must never oversell,
+//! expiry on the server clock, best seats, bad input, and watchers on every
+//! node converging on the store's state.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use rdkafka::mocking::MockCluster;
+use serde_json::{Value, json};
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::common::{Backend, Client, EVENT, KAFKA_TOPIC, Options, TestServer, Watcher, http, purge_redis, store_map};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::common::Backend::Memory).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = crate::common::Backend::redis();
+                    super::$name(backend.clone()).await;
+                    if let crate::common::Backend::Redis(prefix) = backend {
+                        super::purge_redis(&prefix).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    five_hundred_buyers_race_for_ten_seats,
+    holds_expire_on_the_server_clock_and_everyone_sees_it,
+    the_end_of_the_window_releases_its_holds,
+    hold_best_finds_adjacent_seats_near_the_stage,
+    bad_hold_requests_change_nothing,
+    only_the_holder_releases_and_watchers_come_and_go,
+);
+
+/// Buyers admitted at once, up to `max_seats_per_buyer` each.
+async fn open_the_doors(server: &TestServer, extra: Value) {
+    let mut body = json!({"rate_per_min": 1_000_000, "max_active": 100_000, "max_seats_per_buyer": 4});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    server.patch_queue(body).await;
+}
+
+async fn admitted_buyer(server: &TestServer, user: &str) -> Client {
+    let mut c = server.buyer(user).await;
+    let r = c.join(EVENT).await;
+    assert_eq!(r["type"], "admitted", "{user}: {r}");
+    c
+}
+
+/// The race: buyers spread over `servers` hold singles and pairs among ten
+/// seats at once while watchers on every server look on.
+async fn race(servers: &[&TestServer], buyers: usize) {
+    let seats: Vec<String> = (1..=10).map(|n| format!("C-1-{n}")).collect();
+    let mut watchers = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        for w in 0..5 {
+            watchers.push(Watcher::start(s.buyer(&format!("watcher-{i}-{w}")).await, EVENT).await);
+        }
+    }
+    let mut clients = Vec::with_capacity(buyers);
+    for b in 0..buyers {
+        clients.push(admitted_buyer(servers[b % servers.len()], &format!("racer{b:03}")).await);
+    }
+    let wants: Vec<Vec<String>> = (0..buyers)
+        .map(|b| {
+            let k = b % 10;
+            if b % 2 == 0 { vec![seats[k].clone()] } else { vec![seats[k].clone(), seats[(k + 1) % 10].clone()] }
+        })
+        .collect();
+    let holds = clients.into_iter().zip(wants.clone()).map(|(mut c, want)| async move {
+        let reply = c.request(json!({"type": "hold", "event": EVENT, "seats": want})).await;
+        (c, reply)
+    });
+    // Watchers that arrive mid-race get a snapshot consistent with what follows.
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut late = Vec::new();
+        for (i, s) in servers.iter().enumerate() {
+            late.push(Watcher::start(s.buyer(&format!("late-{i}")).await, EVENT).await);
+        }
+        late
+    };
+    let (results, late) = tokio::join!(join_all(holds), late);
+    watchers.extend(late);
+
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut losers = 0;
+    for ((c, reply), want) in results.iter().zip(&wants) {
+        match reply["type"].as_str() {
+            Some("held") => {
+                let got: Vec<String> = serde_json::from_value(reply["seats"].clone()).unwrap();
+                assert_eq!(&got, want);
+                assert!(reply["expires_at"].is_string());
+                for seat in want {
+                    assert!(owner.insert(seat.clone(), c.user.clone()).is_none(), "{seat} held twice");
+                }
+            }
+            Some("error") => {
+                assert_eq!(reply["code"], "seat_unavailable", "{reply}");
+                let named: Vec<String> = serde_json::from_value(reply["seats"].clone()).unwrap();
+                assert!(!named.is_empty() && named.iter().all(|s| want.contains(s)), "{reply}");
+                losers += 1;
+            }
+            _ => panic!("{reply}"),
+        }
+    }
+    assert!(!owner.is_empty() && losers > 0);
+    assert!(owner.len() <= 10);
+    let store = store_map(servers[0].addr, EVENT).await;
+    assert_eq!(store.held(), owner.keys().cloned().collect::<BTreeSet<_>>(), "the store agrees with the replies");
+    let held_seats: usize =
+        results.iter().filter(|(_, r)| r["type"] == "held").map(|(_, r)| r["seats"].as_array().unwrap().len()).sum();
+    assert_eq!(store.version, held_seats as u64, "one version per held seat");
+    for s in servers.iter().skip(1) {
+        let other = store_map(s.addr, EVENT).await;
+        assert_eq!((other.version, other.held()), (store.version, store.held()));
+    }
+    for w in &mut watchers {
+        w.settle(EVENT, &store, Duration::from_secs(15)).await;
+    }
+}
+
+async fn five_hundred_buyers_race_for_ten_seats(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({})).await;
+    race(&[&server], 500).await;
+    server.stop().await;
+}
+
+/// Two nodes on one Redis, one Postgres and one Kafka (mock) cluster.
+#[sqlx::test(migrations = false)]
+async fn five_hundred_buyers_race_across_two_nodes(_pool: PgPoolOptions, db: PgConnectOptions) {
+    let kafka = MockCluster::new(3).unwrap();
+    kafka.create_topic(KAFKA_TOPIC, 6, 1).unwrap();
+    let backend = Backend::redis();
+    let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
+    let node = |name: &str| {
+        let mut o = Options::new(backend.clone());
+        o.database_url = Some(db.to_url_lossy().to_string());
+        o.node_id = Some(name.into());
+        o.secret = "cluster-secret-0123456789abcdef".into();
+        o.kafka = Some(kafka.bootstrap_servers());
+        o
+    };
+    let a = TestServer::start_with(node("node-a")).await;
+    let b = TestServer::start_with(node("node-b")).await;
+    open_the_doors(&a, json!({})).await;
+    // Node B's cached settings catch up within a second.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    race(&[&a, &b], 500).await;
+    a.stop().await;
+    b.stop().await;
+    purge_redis(&prefix).await;
+}
+
+/// Kafka goes away and comes back: watchers end up with the store's map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_recover_when_kafka_comes_back() {
+    let kafka = MockCluster::new(1).unwrap();
+    kafka.create_topic(KAFKA_TOPIC, 3, 1).unwrap();
+    let backend = Backend::redis();
+    let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
+    let mut opts = Options::new(backend.clone());
+    opts.kafka = Some(kafka.bootstrap_servers());
+    let server = TestServer::start_with(opts).await;
+    open_the_doors(&server, json!({})).await;
+    let mut watcher = Watcher::start(server.buyer("w").await, EVENT).await;
+    let mut buyer = admitted_buyer(&server, "kb").await;
+    assert_eq!(buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await["type"], "held");
+    watcher.settle(EVENT, &store_map(server.addr, EVENT).await, Duration::from_secs(15)).await;
+
+    kafka.broker_down(1).unwrap();
+    for seat in ["A-1-2", "A-1-3"] {
+        assert_eq!(buyer.request(json!({"type": "hold", "event": EVENT, "seats": [seat]})).await["type"], "held");
+    }
+    assert_eq!(buyer.request(json!({"type": "release", "event": EVENT, "seats": ["A-1-1"]})).await["type"], "released");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kafka.broker_up(1).unwrap();
+    let store = store_map(server.addr, EVENT).await;
+    assert_eq!(store.held(), ["A-1-2", "A-1-3"].iter().map(|s| s.to_string()).collect());
+    watcher.settle(EVENT, &store, Duration::from_secs(30)).await;
+    server.stop().await;
+    purge_redis(&prefix).await;
+}
+
+async fn holds_expire_on_the_server_clock_and_everyone_sees_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({"hold_s": 10})).await;
+    let mut watcher = Watcher::start(server.buyer("ew").await, EVENT).await;
+    let mut buyer = admitted_buyer(&server, "eb").await;
+    let held = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["B-2-5", "B-2-6"]})).await;
+    assert_eq!(held["type"], "held", "{held}");
+    watcher.settle(EVENT, &store_map(server.addr, EVENT).await, Duration::from_secs(5)).await;
+    assert_eq!(watcher.map.held().len(), 2);
+    let expired = buyer.recv_type_within("hold_expired", Duration::from_secs(15)).await;
+    assert_eq!(expired["event"], EVENT);
+    let mut seats: Vec<String> = serde_json::from_value(expired["seats"].clone()).unwrap();
+    seats.sort();
+    assert_eq!(seats, vec!["B-2-5", "B-2-6"]);
+    let store = store_map(server.addr, EVENT).await;
+    assert!(store.held().is_empty());
+    watcher.settle(EVENT, &store, Duration::from_secs(5)).await;
+    assert_eq!(watcher.map.status["B-2-5"], "free");
+    // The seats can be held again.
+    assert_eq!(buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["B-2-5"]})).await["type"], "held");
+    server.stop().await;
+}
+
+async fn the_end_of_the_window_releases_its_holds(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({"window_s": 10})).await;
+    let mut watcher = Watcher::start(server.buyer("ww").await, EVENT).await;
+    let mut buyer = admitted_buyer(&server, "wb").await;
+    let held = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["D-5-1"]})).await;
+    assert_eq!(held["type"], "held");
+    let expired = buyer.recv_type_within("hold_expired", Duration::from_secs(15)).await;
+    assert_eq!(expired["seats"], json!(["D-5-1"]));
+    let store = store_map(server.addr, EVENT).await;
+    assert!(store.held().is_empty());
+    watcher.settle(EVENT, &store, Duration::from_secs(5)).await;
+    let r = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["D-5-1"]})).await;
+    assert_eq!(r["code"], "not_admitted", "the window is over: {r}");
+    server.stop().await;
+}
+
+async fn hold_best_finds_adjacent_seats_near_the_stage(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({"max_seats_per_buyer": 6})).await;
+    let layout = store_map(server.addr, EVENT).await;
+    let mut buyer = admitted_buyer(&server, "best").await;
+    let held = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 4})).await;
+    assert_eq!(held["type"], "held", "{held}");
+    let seats: Vec<String> = serde_json::from_value(held["seats"].clone()).unwrap();
+    assert_eq!(seats.len(), 4);
+    let parts: Vec<Vec<&str>> = seats.iter().map(|s| s.split('-').collect()).collect();
+    assert!(parts.iter().all(|p| p[0] == parts[0][0] && p[1] == parts[0][1]), "one row: {seats:?}");
+    assert_eq!(parts[0][1], "1", "front row: {seats:?}");
+    let mut numbers: Vec<i64> = parts.iter().map(|p| p[2].parse().unwrap()).collect();
+    numbers.sort();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "adjacent: {numbers:?}");
+    assert!(layout.status.contains_key(&seats[0]));
+    // By tier: the demo's cheapest tier sits at the back.
+    let mut other = admitted_buyer(&server, "best-a").await;
+    let cheap = other.request(json!({"type": "hold_best", "event": EVENT, "count": 2, "tier": "a"})).await;
+    assert_eq!(cheap["type"], "held", "{cheap}");
+    for s in cheap["seats"].as_array().unwrap() {
+        let row: u32 = s.as_str().unwrap().split('-').nth(1).unwrap().parse().unwrap();
+        assert!(row >= 15, "tier a is rows 15–20: {s}");
+    }
+    let section = other.request(json!({"type": "hold_best", "event": EVENT, "count": 1, "section": "E"})).await;
+    assert!(section["seats"][0].as_str().unwrap().starts_with("E-"), "{section}");
+    for (count, code) in [(0, "bad_request"), (5_000, "bad_request"), (7, "hold_limit")] {
+        let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": count})).await;
+        assert_eq!(r["code"], code, "count {count}: {r}");
+    }
+    let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 2, "tier": "no-such-tier"})).await;
+    assert_eq!(r["code"], "seat_unavailable", "{r}");
+    // The limit counts what is already held: 4 + 3 > 6.
+    let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 3})).await;
+    assert_eq!(r["code"], "hold_limit", "{r}");
+    server.stop().await;
+}
+
+async fn bad_hold_requests_change_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({})).await;
+    let mut watcher = Watcher::start(server.buyer("bw").await, EVENT).await;
+    let mut buyer = admitted_buyer(&server, "bad").await;
+    let cases = [
+        (json!({"seats": ["Z-9-99"]}), "not_found"),
+        (json!({"seats": ["A-1-1", "nope"]}), "not_found"),
+        (json!({"seats": ["A-1-1", "A-1-1"]}), "bad_request"),
+        (json!({"seats": []}), "bad_request"),
+        (json!({"seats": ["A-1-1", "A-1-2", "A-1-3", "A-1-4", "A-1-5"]}), "hold_limit"),
+        (json!({"seats": "A-1-1"}), "bad_request"),
+        (json!({"seats": [1, 2]}), "bad_request"),
+    ];
+    for (extra, code) in cases {
+        let mut msg = json!({"type": "hold", "event": EVENT});
+        for (k, v) in extra.as_object().unwrap() {
+            msg[k] = v.clone();
+        }
+        let r = buyer.request(msg.clone()).await;
+        assert_eq!(r["code"], code, "{msg} → {r}");
+    }
+    let r = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["Z-9-99"]})).await;
+    assert_eq!(r["seats"], json!(["Z-9-99"]), "the unknown seat is named");
+    let r = buyer.request(json!({"type": "hold", "event": "other-event", "seats": ["A-1-1"]})).await;
+    assert_eq!(r["code"], "not_found");
+    let store = store_map(server.addr, EVENT).await;
+    assert_eq!(store.version, 0, "nothing changed");
+    assert!(store.held().is_empty());
+    // Over the limit across requests: 3 then 2 more of 4.
+    assert_eq!(
+        buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["A-2-1", "A-2-2", "A-2-3"]})).await["type"],
+        "held"
+    );
+    let r = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["A-2-4", "A-2-5"]})).await;
+    assert_eq!(r["code"], "hold_limit", "{r}");
+    assert_eq!(store_map(server.addr, EVENT).await.version, 3);
+    watcher.settle(EVENT, &store_map(server.addr, EVENT).await, Duration::from_secs(5)).await;
+    assert_eq!(watcher.map.gaps, 0);
+    server.stop().await;
+}
+
+async fn only_the_holder_releases_and_watchers_come_and_go(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({})).await;
+    // Anyone may watch, waiting or not.
+    let mut watcher = Watcher::start(server.buyer("rw").await, EVENT).await;
+    let mut owner = admitted_buyer(&server, "owner").await;
+    let mut thief = admitted_buyer(&server, "thief").await;
+    assert_eq!(
+        owner.request(json!({"type": "hold", "event": EVENT, "seats": ["E-1-1", "E-1-2"]})).await["type"],
+        "held"
+    );
+    let r = thief.request(json!({"type": "release", "event": EVENT, "seats": ["E-1-1"]})).await;
+    assert_eq!((r["type"].as_str(), r["seats"].clone()), (Some("released"), json!([])), "nothing of theirs to release");
+    let r = owner.request(json!({"type": "release", "event": EVENT, "seats": ["E-1-2"]})).await;
+    assert_eq!(r["seats"], json!(["E-1-2"]));
+    let store = store_map(server.addr, EVENT).await;
+    assert_eq!(store.held(), BTreeSet::from(["E-1-1".to_string()]));
+    watcher.settle(EVENT, &store, Duration::from_secs(5)).await;
+    // Unwatch: no more diffs.
+    let r = watcher.client.request(json!({"type": "unwatch", "event": EVENT})).await;
+    assert_eq!(r["type"], "unwatched");
+    assert_eq!(
+        owner.request(json!({"type": "release", "event": EVENT, "seats": ["E-1-1"]})).await["seats"],
+        json!(["E-1-1"])
+    );
+    assert!(watcher.client.try_recv(Duration::from_millis(500)).await.is_none(), "no diffs after unwatch");
+    // The compact form agrees with the full one.
+    let compact = watcher.client.request(json!({"type": "watch", "event": EVENT, "format": "compact"})).await;
+    assert_eq!(compact["format"], "compact");
+    assert_eq!(compact["version"].as_u64(), Some(store_map(server.addr, EVENT).await.version));
+    assert!(compact["status"].as_str().unwrap().chars().all(|c| c == 'f'));
+    let r =
+        http(server.addr, "GET", &format!("/api/v1/events/{EVENT}/seatmap?format=compact"), None, None).await.unwrap();
+    assert_eq!(r.json()["status"], compact["status"]);
+    server.stop().await;
+}
