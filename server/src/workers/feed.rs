@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
 use crate::app::Ctx;
@@ -18,7 +18,11 @@ use crate::store::seats::Cause;
 use crate::ws::protocol::encode;
 
 const MAINTAIN_EVERY: Duration = Duration::from_millis(500);
-/// Diffs applied before a flush even while more keep arriving.
+/// Watchers get at most one `seats` frame per event this often: under load
+/// this bounds frames per socket (and their syscalls) while the first change
+/// after a quiet spell still goes out at once.
+const FLUSH_EVERY: Duration = Duration::from_millis(25);
+/// Diffs applied in one go before the loop looks at its timers again.
 const MAX_BATCH: usize = 1_000;
 
 pub async fn run(ctx: Arc<Ctx>) {
@@ -35,16 +39,23 @@ pub async fn run(ctx: Arc<Ctx>) {
     };
     let mut maintenance = tokio::time::interval(MAINTAIN_EVERY);
     maintenance.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_flush = Instant::now() - FLUSH_EVERY;
+    let mut flush_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                ctx.feed.flush(ctx.clock.now_ms());
+                last_flush = Instant::now();
+                flush_at = None;
+            }
             event = sub.next() => {
                 let Some(event) = event else {
                     warn!("the seat-diff bus closed");
                     return;
                 };
                 handle(&ctx, event);
-                // Whatever else is already here goes out in the same frame.
+                // Whatever else is already here is applied now too.
                 let mut batched = 1;
                 while batched < MAX_BATCH {
                     match sub.next().now_or_never() {
@@ -53,7 +64,15 @@ pub async fn run(ctx: Arc<Ctx>) {
                     }
                     batched += 1;
                 }
-                ctx.feed.flush(ctx.clock.now_ms());
+                if flush_at.is_none() {
+                    let due = last_flush + FLUSH_EVERY;
+                    if due <= Instant::now() {
+                        ctx.feed.flush(ctx.clock.now_ms());
+                        last_flush = Instant::now();
+                    } else {
+                        flush_at = Some(due);
+                    }
+                }
             }
             _ = maintenance.tick() => maintain(&ctx).await,
         }
