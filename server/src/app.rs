@@ -193,6 +193,19 @@ async fn build(cfg: ServerConfig) -> Result<Arc<Ctx>, StartError> {
     Ok(ctx)
 }
 
+/// Connections the kernel queues while the server accepts: a surge of
+/// buyers connects faster than one accept loop, and the default of 128
+/// overflows into one-second client retries.
+const LISTEN_BACKLOG: u32 = 4_096;
+
+/// Binds the listening socket with a backlog fit for a surge.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Runs the server on `listener` until `shutdown` completes, then closes
 /// sockets with a `closing` message, stops the workers (releasing admitter
 /// leases) and returns.

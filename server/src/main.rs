@@ -45,8 +45,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_logs(&cli.server.log_format);
-    let listener = tokio::net::TcpListener::bind(cli.server.listen)
-        .await
+    let listener = queueticket::app::bind(cli.server.listen)
         .with_context(|| format!("failed to listen on {}", cli.server.listen))?;
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();

@@ -82,7 +82,9 @@ impl QueueSettings {
             rate_per_min: check("rate_per_min", patch.rate_per_min, 1, 1_000_000, self.rate_per_min)?,
             max_active: check("max_active", patch.max_active, 1, 1_000_000, self.max_active)?,
             window_s: check("window_s", patch.window_s, 10, 86_400, self.window_s)?,
-            grace_s: check("grace_s", patch.grace_s, 0, 3_600, self.grace_s)?,
+            // Under 5 s a connected buyer could be taken for a ghost between
+            // two presence refreshes.
+            grace_s: check("grace_s", patch.grace_s, 5, 3_600, self.grace_s)?,
             paused: patch.paused.unwrap_or(self.paused),
             hold_s: check("hold_s", patch.hold_s, 10, 3_600, self.hold_s)?,
             max_seats_per_buyer: check(
@@ -233,8 +235,19 @@ pub fn eta(position: u64, stats: &RateStats) -> Eta {
     }
 }
 
-/// A waiting socket hears from us at least this often.
-pub const PUSH_EVERY_MS: i64 = 1_500;
+/// How stale a recorded "last seen" may be. A place is dropped once unseen
+/// for longer than the grace plus this, so it is kept for the whole grace.
+pub const PRESENCE_RESOLUTION_MS: i64 = 1_000;
+
+/// The time before which a waiting buyer not seen since is a ghost.
+pub fn ghost_cutoff(now_ms: i64, grace_s: u32) -> i64 {
+    now_ms - i64::from(grace_s) * 1000 - PRESENCE_RESOLUTION_MS
+}
+
+/// A waiting socket hears from us at least this often (the contract).
+pub const MAX_PUSH_GAP_MS: i64 = 2_000;
+/// Room left for a tick that runs late (scheduling, a slow store call).
+const PUSH_SLACK_MS: i64 = 250;
 
 /// The position last pushed to a waiting buyer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,11 +256,12 @@ pub struct LastPush {
     pub at_ms: i64,
 }
 
-/// Push when the last push is getting old, or at once when the position
-/// moved a lot: by a tenth of itself, or at all near the front of the line.
-pub fn should_push(last: Option<LastPush>, position: u64, now_ms: i64) -> bool {
+/// Push when waiting for the next tick (`tick_ms` away) could break the
+/// 2 s promise, or at once when the position moved a lot: by a tenth of
+/// itself, or at all near the front of the line.
+pub fn should_push(last: Option<LastPush>, position: u64, now_ms: i64, tick_ms: i64) -> bool {
     let Some(last) = last else { return true };
-    if now_ms - last.at_ms >= PUSH_EVERY_MS {
+    if now_ms - last.at_ms + tick_ms + PUSH_SLACK_MS > MAX_PUSH_GAP_MS {
         return true;
     }
     if last.position == position {
@@ -358,12 +372,34 @@ mod tests {
     #[test]
     fn push_policy() {
         let last = Some(LastPush { position: 1_000, at_ms: 0 });
-        assert!(should_push(None, 5, 0));
-        assert!(!should_push(last, 995, 100), "small move waits for the periodic push");
-        assert!(should_push(last, 900, 100), "a tenth is a big move");
-        assert!(should_push(last, 1_000, PUSH_EVERY_MS), "periodic push");
+        assert!(should_push(None, 5, 0, 500));
+        assert!(!should_push(last, 995, 100, 500), "small move waits for the periodic push");
+        assert!(should_push(last, 900, 100, 500), "a tenth is a big move");
+        assert!(should_push(last, 1_000, 1_500, 500), "periodic push");
         let near = Some(LastPush { position: 8, at_ms: 0 });
-        assert!(should_push(near, 7, 1), "near the front every step shows");
-        assert!(!should_push(near, 8, 1));
+        assert!(should_push(near, 7, 1, 500), "near the front every step shows");
+        assert!(!should_push(near, 8, 1, 500));
+    }
+
+    /// Ticks that run up to 200 ms late never stretch a gap past 2 s.
+    #[test]
+    fn periodic_pushes_keep_the_promise_under_jittery_ticks() {
+        for tick in [100_i64, 250, 500, 1_000] {
+            let mut last = LastPush { position: 50, at_ms: 0 };
+            let mut worst = 0;
+            let mut seed = 0x9e37_79b9_u64;
+            let mut scheduled = 0;
+            while scheduled < 120_000 {
+                scheduled += tick;
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let now = scheduled + (seed >> 33) as i64 % 200;
+                if should_push(Some(last), 50, now, tick) {
+                    worst = worst.max(now - last.at_ms);
+                    last = LastPush { position: 50, at_ms: now };
+                }
+            }
+            assert!(worst < MAX_PUSH_GAP_MS, "tick {tick} ms: worst gap {worst} ms");
+            assert!(worst > MAX_PUSH_GAP_MS / 2, "tick {tick} ms: pushes are not wastefully frequent ({worst} ms)");
+        }
     }
 }

@@ -24,10 +24,13 @@ pub async fn run(ctx: Arc<Ctx>) {
             _ = ctx.shutdown.cancelled() => break,
             _ = interval.tick() => {}
         }
+        // One time for the whole tick: push decisions line up with the tick
+        // they belong to, however long the store calls take.
+        let now = ctx.clock.now_ms();
+        let tick_ms = ctx.cfg.notify_tick_ms as i64;
         for (event, users) in ctx.hub.waiting_users() {
             let Some(e) = ctx.catalog.get(&event) else { continue };
             for chunk in users.chunks(STATUS_CHUNK) {
-                let now = ctx.clock.now_ms();
                 let batch = match ctx.queue.status(&event, chunk, now).await {
                     Ok(batch) => batch,
                     Err(err) => {
@@ -38,7 +41,7 @@ pub async fn run(ctx: Arc<Ctx>) {
                 if let Some(stats) = batch.stats {
                     ctx.catalog.set_stats(&event, stats);
                 }
-                let pushed = ctx.hub.deliver(&event, chunk, &batch.statuses, now, |news| {
+                let pushed = ctx.hub.deliver(&event, chunk, &batch.statuses, now, tick_ms, |news| {
                     let frame = match news {
                         News::Position(position) => encode(&ctx.queue_view(&event, &e, position, batch.waiting), None),
                         News::Admitted { user, until_ms } => encode(&ctx.admitted_view(user, &event, until_ms), None),

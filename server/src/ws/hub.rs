@@ -134,6 +134,7 @@ impl Hub {
         users: &[UserId],
         statuses: &[PlaceStatus],
         now_ms: i64,
+        tick_ms: i64,
         mut render: impl FnMut(News<'_>) -> Utf8Bytes,
     ) -> Pushed {
         let mut pushed = Pushed::default();
@@ -143,7 +144,7 @@ impl Hub {
             match *status {
                 PlaceStatus::Waiting { position } => {
                     let Some(w) = waiters.get_mut(user) else { continue };
-                    if !should_push(w.last, position, now_ms) {
+                    if !should_push(w.last, position, now_ms, tick_ms) {
                         continue;
                     }
                     w.last = Some(LastPush { position, at_ms: now_ms });
@@ -235,14 +236,14 @@ mod tests {
                 News::Gone => "gone".into(),
             }
         };
-        let pushed = hub.deliver("e", &users, &statuses, 100, render);
+        let pushed = hub.deliver("e", &users, &statuses, 100, 500, render);
         assert_eq!(pushed.positions, 0, "a small move is not pushed at once");
         assert_eq!(hub.waiting_count(), 1, "admitted and gone buyers leave the registry");
-        let pushed = hub.deliver("e", &users[..1], &statuses[..1], 2_000, render);
+        let pushed = hub.deliver("e", &users[..1], &statuses[..1], 2_000, 500, render);
         assert_eq!(pushed.positions, 1, "periodic push");
         // A buyer taken by the admitter gets nothing stale afterwards.
         hub.take_user_and_tell("e", "a", None, || "admitted a".into());
-        assert_eq!(hub.deliver("e", &users[..1], &statuses[..1], 9_000, render), Pushed::default());
+        assert_eq!(hub.deliver("e", &users[..1], &statuses[..1], 9_000, 500, render), Pushed::default());
     }
 
     #[tokio::test]
@@ -252,9 +253,11 @@ mod tests {
         let u: UserId = "u".into();
         let p = Peer::new(8);
         hub.add_waiter(&e, &u, &p, 5, 0);
-        hub.deliver("e", std::slice::from_ref(&u), &[PlaceStatus::Waiting { position: 1 }], 1, |_| "queue".into());
+        hub.deliver("e", std::slice::from_ref(&u), &[PlaceStatus::Waiting { position: 1 }], 1, 500, |_| "queue".into());
         hub.take_user_and_tell("e", "u", None, || "admitted".into());
-        hub.deliver("e", std::slice::from_ref(&u), &[PlaceStatus::Waiting { position: 1 }], 2_000, |_| "stale".into());
+        hub.deliver("e", std::slice::from_ref(&u), &[PlaceStatus::Waiting { position: 1 }], 2_000, 500, |_| {
+            "stale".into()
+        });
         let mut got = Vec::new();
         for _ in 0..2 {
             if let super::super::outbox::Next::Send(f) = p.outbox.next().await {

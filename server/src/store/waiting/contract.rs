@@ -188,10 +188,14 @@ async fn ghosts_are_dropped_after_the_grace<W: WaitingRoom>(w: W) {
     assert_eq!(waiting_position(&w, "back", T0 + 1_900).await, 3);
     w.status(EVENT, &["present".into()], T0 + 3_000).await.unwrap();
     let l = lease(&w, "n1", T0 + 2_500).await;
+    // Kept for the whole grace (2 s) and its 1 s resolution…
+    assert!(w.tick(EVENT, l, T0 + 3_000, 100).await.unwrap().dropped.is_empty());
+    // …and dropped just after.
     let out = w.tick(EVENT, l, T0 + 3_001, 100).await.unwrap();
     assert_eq!(out.dropped, vec![UserId::from("ghost")]);
     assert!(out.admitted.is_empty(), "paused");
     let batch = w.status(EVENT, &["ghost".into(), "present".into(), "back".into()], T0 + 3_001).await.unwrap();
+    // "back" was last seen at 1.9 s: still within 2 s + 1 s at 3.001 s.
     assert_eq!(
         batch.statuses,
         vec![PlaceStatus::Gone, PlaceStatus::Waiting { position: 1 }, PlaceStatus::Waiting { position: 2 }]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{JoinOutcome, Lease, PlaceStatus, StatusBatch, TickOutcome, WaitingRoom};
 use crate::domain::UserId;
-use crate::domain::queue::{AdmissionBucket, QueueSettings, RateStats};
+use crate::domain::queue::{AdmissionBucket, PRESENCE_RESOLUTION_MS, QueueSettings, RateStats, ghost_cutoff};
 use crate::store::StoreResult;
 
 /// Counts of waiting places by sequence number, for O(log N) ranks.
@@ -116,7 +116,9 @@ impl EventQueue {
 
     fn touch(&mut self, user: &str, now_ms: i64) -> Option<u64> {
         let place = self.places.get_mut(user)?;
-        if now_ms > place.seen_ms {
+        // Presence only matters to the second (the grace is at least 5 s);
+        // re-indexing on every refresh would cost more than all the rest.
+        if now_ms - place.seen_ms >= PRESENCE_RESOLUTION_MS {
             self.by_seen.remove(&(place.seen_ms, place.seq));
             place.seen_ms = now_ms;
             self.by_seen.insert((now_ms, place.seq));
@@ -304,7 +306,7 @@ impl WaitingRoom for MemoryWaitingRoom {
                     q.remove_window(&user);
                     out.expired.push(user);
                 }
-                let cutoff = now_ms - i64::from(q.settings.grace_s) * 1000;
+                let cutoff = ghost_cutoff(now_ms, q.settings.grace_s);
                 let ghosts: Vec<u64> =
                     q.by_seen.range(..(cutoff, 0)).take(max_batch as usize).map(|&(_, seq)| seq).collect();
                 for seq in ghosts {

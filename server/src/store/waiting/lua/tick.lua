@@ -12,7 +12,8 @@ local rate, max_active, window_s, grace_s = tonumber(cfg[1]), tonumber(cfg[2]), 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, max_batch)
 for _, u in ipairs(expired) do redis.call('ZREM', KEYS[3], u) end
 
-local cutoff = now - grace_s * 1000
+-- Same rule as domain::queue::ghost_cutoff (grace plus 1 s of resolution).
+local cutoff = now - grace_s * 1000 - 1000
 local dropped = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff, 'LIMIT', 0, max_batch)
 for _, u in ipairs(dropped) do
   redis.call('ZREM', KEYS[1], u)
