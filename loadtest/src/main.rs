@@ -1,0 +1,65 @@
+//! `qt-load`: load generator for the QueueTicket waiting room.
+//!
+//! - `surge` is the benchmark: N WebSocket buyers join and wait, then the
+//!   same buyers poll over REST; it reports join latency and rate, push
+//!   gaps, server RSS per socket and CPU per waiting buyer (push vs poll).
+//! - `smoke` is one guest buyer for a human to watch.
+//! - `worker` (hidden) is a child process of `surge`.
+//!
+//! Every process runs a single-threaded runtime: the server under test
+//! shares the machine, so the load generator must stay lean.
+
+mod crowd;
+mod figures;
+mod host;
+mod http1;
+mod net;
+mod pollers;
+mod procs;
+mod report;
+mod server;
+mod smoke;
+mod stats;
+mod surge;
+mod tokens;
+mod wire;
+mod worker;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "qt-load", version, about = "Load generator for the QueueTicket waiting room (loopback only).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Surge benchmark: open N sockets, join, hold, then compare with REST polling.
+    Surge(surge::SurgeArgs),
+    /// One guest buyer: hello, join, and what the server pushes.
+    Smoke(smoke::SmokeArgs),
+    /// A worker process of `surge`, driven over stdin/stdout.
+    #[command(hide = true)]
+    Worker,
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    match cli.command {
+        Cmd::Surge(args) => rt.block_on(surge::run(args)),
+        Cmd::Smoke(args) => rt.block_on(smoke::run(args)),
+        Cmd::Worker => worker::main(rt),
+    }
+}
+
+fn main() {
+    // The error chain in one line is what a person at a terminal needs;
+    // a backtrace (with RUST_BACKTRACE set) is noise for a load tool.
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("qt-load: {e:#}");
+        std::process::exit(1);
+    }
+}
