@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+use axum::serve::ListenerExt;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -198,6 +199,12 @@ async fn build(cfg: ServerConfig) -> Result<Arc<Ctx>, StartError> {
 /// overflows into one-second client retries.
 const LISTEN_BACKLOG: u32 = 4_096;
 
+/// Kernel send buffer per client socket. Left to autotuning, one client that
+/// stops reading can park megabytes in the kernel before the server even
+/// notices; with a bound, its frames back up into its bounded queue and the
+/// slow-client rules (resync, then close) take over.
+const SOCKET_SEND_BUFFER: usize = 256 * 1024;
+
 /// Binds the listening socket with a backlog fit for a surge.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
@@ -234,6 +241,11 @@ pub async fn run(
 
     let token = ctx.shutdown.clone();
     let app = crate::http::router(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = listener.tap_io(|tcp| {
+        // Small frames should not wait for Nagle; failures only cost latency.
+        let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER);
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {

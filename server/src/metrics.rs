@@ -44,6 +44,7 @@ pub struct Metrics {
     pub position_pushes: Counter,
     pub pushes_skipped_full: Counter,
     pub slow_sockets_closed: Counter,
+    pub send_timeouts: Counter,
     pub holds: Counter,
     pub diffs_relayed: Counter,
     pub diffs_applied: Counter,
@@ -113,6 +114,12 @@ impl Metrics {
             "counter",
             "Sockets closed for not keeping up.",
             self.slow_sockets_closed.get().to_string(),
+        );
+        line(
+            "qt_send_timeouts_total",
+            "counter",
+            "Sockets given up because the client did not read a frame in time.",
+            self.send_timeouts.get().to_string(),
         );
         line("qt_holds_total", "counter", "Successful holds.", self.holds.get().to_string());
         line(

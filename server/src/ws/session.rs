@@ -39,10 +39,6 @@ struct Session {
     breaches: u32,
 }
 
-async fn send(ws: &mut WebSocket, frame: Utf8Bytes) -> bool {
-    matches!(tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(frame))).await, Ok(Ok(())))
-}
-
 async fn close(ws: &mut WebSocket, kill: Kill) {
     let frame = CloseFrame { code: kill.code, reason: kill.reason.into() };
     let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Close(Some(frame)))).await;
@@ -55,7 +51,7 @@ pub async fn run(ctx: Arc<Ctx>, who: Identity, mut ws: WebSocket) {
     ctx.hub.connect(&who.user, &peer);
     let mut s = Session { ctx: ctx.clone(), who, peer, joined: Vec::new(), watching: Vec::new(), limiter, breaches: 0 };
     let hello = encode(&Hello { user: &s.who.user, server_time: rfc3339(ctx.clock.now_ms()), protocol: 1 }, None);
-    if send(&mut ws, hello.into()).await {
+    if s.send(&mut ws, hello.into()).await {
         s.serve(&mut ws).await;
     }
     s.leave_hub();
@@ -63,18 +59,31 @@ pub async fn run(ctx: Arc<Ctx>, who: Identity, mut ws: WebSocket) {
 }
 
 impl Session {
+    /// Writes a frame; false when the socket is gone or the client has not
+    /// taken it within the send time-out (then the socket is given up).
+    async fn send(&self, ws: &mut WebSocket, frame: Utf8Bytes) -> bool {
+        match tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(frame))).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.ctx.metrics.send_timeouts.inc();
+                false
+            }
+        }
+    }
+
     async fn serve(&mut self, ws: &mut WebSocket) {
         loop {
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => {
                     let bye = encode(&Closing { reason: "server shutting down", reconnect_after_ms: RECONNECT_AFTER_MS }, None);
-                    if send(ws, bye.into()).await {
+                    if self.send(ws, bye.into()).await {
                         close(ws, Kill { code: CLOSE_RESTART, reason: "restarting" }).await;
                     }
                     return;
                 }
                 next = self.peer.outbox.next() => match next {
-                    Next::Send(frame) => if !send(ws, frame).await { return },
+                    Next::Send(frame) => if !self.send(ws, frame).await { return },
                     Next::Close(kill) => {
                         self.ctx.metrics.slow_sockets_closed.inc();
                         close(ws, kill).await;
@@ -84,7 +93,7 @@ impl Session {
                 incoming = ws.recv() => match incoming {
                     Some(Ok(Message::Text(text))) => {
                         for frame in self.handle(&text).await {
-                            if !send(ws, frame.into()).await { return }
+                            if !self.send(ws, frame.into()).await { return }
                         }
                         if self.breaches > MAX_BREACHES {
                             close(ws, Kill { code: CLOSE_POLICY, reason: "rate limit exceeded" }).await;
@@ -93,7 +102,7 @@ impl Session {
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let err = AppError::BadRequest("binary frames are not supported; send JSON text".into());
-                        if !send(ws, error_frame(&err, None).into()).await { return }
+                        if !self.send(ws, error_frame(&err, None).into()).await { return }
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return,

@@ -355,3 +355,58 @@ async fn only_the_holder_releases_and_watchers_come_and_go(backend: Backend) {
     assert_eq!(r.json()["status"], compact["status"]);
     server.stop().await;
 }
+
+/// One socket that stops reading must not hold back anyone else, nor grow
+/// the server: its queue is bounded and the server gives it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_stops_reading_never_holds_back_the_others() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut opts = Options::new(Backend::Memory);
+    opts.tweak = |cfg| cfg.ws_msgs_per_s = 1_000;
+    let server = TestServer::start_with(opts).await;
+    open_the_doors(&server, json!({"max_seats_per_buyer": 8})).await;
+    // A tiny receive window, the full 2,400-seat map (230 KB) asked for a
+    // few times — more than the kernel buffers hold — and never read.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2_048).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let url = format!("ws://{}/ws?token={}", server.addr, server.buyer_token("stalled"));
+    let (mut stalled, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    for _ in 0..6 {
+        stalled.send(Message::Text(json!({"type": "watch", "event": EVENT}).to_string().into())).await.unwrap();
+    }
+
+    let mut healthy = Watcher::start(server.buyer("healthy").await, EVENT).await;
+    let mut buyers = Vec::new();
+    for b in 0..10 {
+        buyers.push(admitted_buyer(&server, &format!("churn{b}")).await);
+    }
+    for round in 0..20 {
+        for (b, buyer) in buyers.iter_mut().enumerate() {
+            let seats: Vec<String> = (1..=4).map(|n| format!("B-{}-{}", b + 1, (round % 5) * 4 + n)).collect();
+            assert_eq!(buyer.request(json!({"type": "hold", "event": EVENT, "seats": seats})).await["type"], "held");
+            assert_eq!(
+                buyer.request(json!({"type": "release", "event": EVENT, "seats": seats})).await["type"],
+                "released"
+            );
+        }
+    }
+    let store = store_map(server.addr, EVENT).await;
+    assert_eq!(store.version, 20 * 10 * 8);
+    healthy.settle(EVENT, &store, Duration::from_secs(3)).await;
+    // The stalled socket is given up within the send time-out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        let given_up =
+            server.metric("qt_send_timeouts_total").await + server.metric("qt_slow_sockets_closed_total").await;
+        if given_up >= 1.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the stalled socket was never given up");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(stalled);
+    server.stop().await;
+}
