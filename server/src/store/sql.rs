@@ -81,6 +81,21 @@ fn placeholders(rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the live queue settings, in the column order both the insert and
+/// the update use.
+fn bind_settings<'q>(query: AnyQuery<'q>, s: &QueueSettings) -> AnyQuery<'q> {
+    query
+        .bind(i64::from(s.rate_per_min))
+        .bind(i64::from(s.max_active))
+        .bind(i64::from(s.window_s))
+        .bind(i64::from(s.grace_s))
+        .bind(i64::from(s.paused))
+        .bind(i64::from(s.hold_s))
+        .bind(i64::from(s.max_seats_per_buyer))
+}
+
 impl SqlStore {
     /// Connects to `sqlite://PATH?mode=rwc` or `postgres://…` and brings the
     /// schema up to date.
@@ -189,24 +204,16 @@ impl SqlStore {
 
     async fn insert_event_in(tx: &mut AnyConnection, e: &Event, now_ms: i64) -> StoreResult<()> {
         let q = &e.queue;
-        sqlx::query(&format!("INSERT INTO events ({EVENT_COLUMNS}, created_ms) VALUES {}", placeholders(1, 15)))
+        let sql = format!("INSERT INTO events ({EVENT_COLUMNS}, created_ms) VALUES {}", placeholders(1, 15));
+        let insert = sqlx::query(&sql)
             .bind(&e.id)
             .bind(&e.seller_id)
             .bind(&e.venue_id)
             .bind(&e.name)
             .bind(e.starts_at_ms)
             .bind(q.on_sale_at_ms)
-            .bind(&e.currency)
-            .bind(i64::from(q.rate_per_min))
-            .bind(i64::from(q.max_active))
-            .bind(i64::from(q.window_s))
-            .bind(i64::from(q.grace_s))
-            .bind(i64::from(q.paused))
-            .bind(i64::from(q.hold_s))
-            .bind(i64::from(q.max_seats_per_buyer))
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+            .bind(&e.currency);
+        bind_settings(insert, q).bind(now_ms).execute(&mut *tx).await?;
         for t in &e.tiers {
             sqlx::query("INSERT INTO event_tiers (event_id, id, name, price) VALUES ($1, $2, $3, $4)")
                 .bind(&e.id)
@@ -263,21 +270,11 @@ impl SqlStore {
 
     /// Saves an event's queue settings if `seller` owns it; whether it did.
     pub async fn update_queue_settings(&self, seller: &str, event: &str, q: &QueueSettings) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE events SET rate_per_min = $1, max_active = $2, window_s = $3, grace_s = $4, paused = $5, \
              hold_s = $6, max_seats_per_buyer = $7 WHERE id = $8 AND seller_id = $9",
-        )
-        .bind(i64::from(q.rate_per_min))
-        .bind(i64::from(q.max_active))
-        .bind(i64::from(q.window_s))
-        .bind(i64::from(q.grace_s))
-        .bind(i64::from(q.paused))
-        .bind(i64::from(q.hold_s))
-        .bind(i64::from(q.max_seats_per_buyer))
-        .bind(event)
-        .bind(seller)
-        .execute(&self.pool)
-        .await?;
+        );
+        let done = bind_settings(update, q).bind(event).bind(seller).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 

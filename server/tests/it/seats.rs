@@ -13,31 +13,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::common::{Backend, Client, EVENT, KAFKA_TOPIC, Options, TestServer, Watcher, http, purge_redis, store_map};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Backend::Memory).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let backend = crate::common::Backend::redis();
-                    super::$name(backend.clone()).await;
-                    if let crate::common::Backend::Redis(prefix) = backend {
-                        super::purge_redis(&prefix).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     five_hundred_buyers_race_for_ten_seats,
     holds_expire_on_the_server_clock_and_everyone_sees_it,

@@ -8,32 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
 
-use crate::common::{Backend, EVENT, TestServer, http, position, purge_redis};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Backend::Memory).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let backend = crate::common::Backend::redis();
-                    super::$name(backend.clone()).await;
-                    if let crate::common::Backend::Redis(prefix) = backend {
-                        super::purge_redis(&prefix).await;
-                    }
-                }
-            )*
-        }
-    };
-}
+use crate::common::{Backend, EVENT, TestServer, http, position};
 
 on_both_backends!(
     thousand_buyers_get_distinct_places_and_are_admitted_in_order_at_the_rate,
