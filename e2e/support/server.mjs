@@ -176,4 +176,11 @@ export class Server {
   queueStatus(token, event = 'demo-live') {
     return this.call('GET', `/api/v1/events/${event}/queue`, { token });
   }
+
+  /** The seat map as the store has it (full form): `{id: status}`. */
+  async seatStatuses(event = 'demo-live') {
+    const res = await this.call('GET', `/api/v1/events/${event}/seatmap`);
+    if (res.status !== 200) throw new Error(`seatmap: ${res.status} ${JSON.stringify(res.body)}`);
+    return Object.fromEntries(res.body.seats.map((seat) => [seat.id, seat.status]));
+  }
 }
