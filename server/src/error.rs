@@ -73,7 +73,7 @@ pub enum AppError {
     Unavailable,
     #[error("seats not available: {}", .0.join(", "))]
     SeatUnavailable(Vec<String>),
-    #[error("not enough free seats together or apart for that request")]
+    #[error("not enough free seats left for that request")]
     NoSeatsLeft,
     #[error("at most {max} seats per buyer for this event; you hold {held}")]
     HoldLimit { held: u32, max: u32 },
@@ -94,7 +94,8 @@ impl AppError {
             Self::Store(e) if e.is_unavailable() => ErrorCode::Unavailable,
             Self::Unavailable => ErrorCode::Unavailable,
             Self::Store(_) => ErrorCode::Internal,
-            Self::SeatUnavailable(_) | Self::NoSeatsLeft => ErrorCode::SeatUnavailable,
+            Self::SeatUnavailable(_) => ErrorCode::SeatUnavailable,
+            Self::NoSeatsLeft => ErrorCode::SoldOut,
             Self::HoldLimit { .. } | Self::HoldRequest(HoldRequestError::TooMany(_)) => ErrorCode::HoldLimit,
             Self::HoldRequest(HoldRequestError::Unknown(_)) => ErrorCode::NotFound,
             Self::HoldRequest(_) => ErrorCode::BadRequest,
@@ -125,8 +126,12 @@ impl AppError {
             Self::SeatUnavailable(seats) | Self::HoldRequest(HoldRequestError::Unknown(seats)) => {
                 body.insert("seats".into(), json!(seats));
             }
-            Self::NoSeatsLeft => {
-                body.insert("seats".into(), json!([]));
+            Self::HoldLimit { held, max } => {
+                body.insert("max".into(), json!(max));
+                body.insert("held".into(), json!(held));
+            }
+            Self::HoldRequest(HoldRequestError::TooMany(max)) => {
+                body.insert("max".into(), json!(max));
             }
             _ => {}
         }

@@ -61,6 +61,8 @@ pub struct SeatLayout {
     pub seats: Vec<Seat>,
     index: HashMap<String, usize>,
     pub rows: Vec<Row>,
+    /// Twice the x of the venue's middle line (kept whole).
+    centre_x2: i64,
 }
 
 impl SeatLayout {
@@ -92,7 +94,9 @@ impl SeatLayout {
             last_y = Some(row_y);
             row.rank = rank;
         }
-        Self { seats, index, rows }
+        let (min_x, max_x) = seats.iter().fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.x), hi.max(s.x)));
+        let centre_x2 = if seats.is_empty() { 0 } else { min_x + max_x };
+        Self { seats, index, rows, centre_x2 }
     }
 
     pub fn len(&self) -> usize {
@@ -160,9 +164,9 @@ pub struct BestFilter<'a> {
     pub section: Option<&'a str>,
 }
 
-/// Picks `count` free seats: adjacent in one row, nearest the stage, most
-/// central within the row; when no row has such a run, the fewest separate
-/// runs, largest first, nearest the stage. `None` when fewer than `count`
+/// Picks `count` free seats: adjacent in one row, nearest the stage, nearest
+/// the venue's middle line; when no row has such a run, the fewest separate
+/// runs, largest first, nearest the stage, each as central as it can be. `None` when fewer than `count`
 /// seats are free under the filter.
 pub fn best_seats(
     layout: &SeatLayout,
@@ -201,20 +205,22 @@ pub fn best_seats(
     if total < count {
         return None;
     }
-    // Distance of a window's middle from its row's middle, in half seats.
-    let off_centre = |r: usize, start: usize, len: usize| {
-        let row_len = layout.rows[r].seats.len();
-        (2 * start + len).abs_diff(row_len)
+    // How far the middle of `len` seats from `start` in row `r` is from the
+    // venue's middle line (doubled, times `len`, to stay in integers).
+    let off_centre = |r: usize, start: usize, len: usize| -> i64 {
+        let sum: i64 = layout.rows[r].seats[start..start + len].iter().map(|&i| layout.seats[i].x).sum();
+        (2 * sum - layout.centre_x2 * len as i64).abs() / len as i64
+    };
+    // The most central window of `want` seats inside a run.
+    let central = |r: usize, s: usize, len: usize, want: usize| -> (i64, usize) {
+        (s..=s + len - want).map(|start| (off_centre(r, start, want), start)).min().unwrap_or((0, s))
     };
     let best_single = runs
         .iter()
         .filter(|&&(_, _, len)| len >= count)
         .map(|&(r, s, len)| {
-            // The most central window of `count` inside this run.
-            let row_len = layout.rows[r].seats.len();
-            let ideal = (row_len.saturating_sub(count)) / 2;
-            let start = ideal.clamp(s, s + len - count);
-            (layout.rows[r].rank, off_centre(r, start, count), r, start)
+            let (distance, start) = central(r, s, len, count);
+            (layout.rows[r].rank, distance, r, start)
         })
         .min();
     if let Some((_, _, r, start)) = best_single {
@@ -224,7 +230,7 @@ pub fn best_seats(
     let mut picked = Vec::with_capacity(count);
     for (r, s, len) in runs {
         let take = len.min(count - picked.len());
-        let start = s + (len - take) / 2;
+        let (_, start) = central(r, s, len, take);
         picked.extend_from_slice(&layout.rows[r].seats[start..start + take]);
         if picked.len() == count {
             break;
@@ -308,10 +314,21 @@ mod tests {
     }
 
     #[test]
-    fn picks_an_adjacent_central_run_in_the_front_row() {
+    fn picks_an_adjacent_run_in_the_front_row_nearest_the_middle() {
         let h = hall();
+        // The middle line (x 85) runs between the sections: L's inner end
+        // and R's inner end are as near; the tie goes to the first row.
         let got = best_seats(&h, |_| SeatStatus::Free, 2, BestFilter::default()).unwrap();
-        assert_eq!(ids(&h, &got), vec!["L-1-3", "L-1-4"]);
+        assert_eq!(ids(&h, &got), vec!["L-1-5", "L-1-6"]);
+        let got = best_seats(&h, taken(&h, &["L-1-6"]), 2, BestFilter::default()).unwrap();
+        assert_eq!(ids(&h, &got), vec!["R-1-1", "R-1-2"], "the inner end of the other section beats L-1-4,5");
+    }
+
+    #[test]
+    fn the_demo_hall_seats_best_buyers_in_the_middle_section() {
+        let h = SeatLayout::new(crate::domain::demo::seats());
+        let got = best_seats(&h, |_| SeatStatus::Free, 3, BestFilter::default()).unwrap();
+        assert!(got.iter().all(|&i| h.seats[i].section == "C" && h.seats[i].row == "1"), "{:?}", ids(&h, &got));
     }
 
     #[test]
@@ -320,7 +337,7 @@ mod tests {
         // Front rows of both sections are broken up: no 3 adjacent there.
         let status = taken(&h, &["L-1-3", "L-1-6", "R-1-3", "R-1-6"]);
         let got = best_seats(&h, status, 3, BestFilter::default()).unwrap();
-        assert_eq!(ids(&h, &got), vec!["L-2-2", "L-2-3", "L-2-4"]);
+        assert_eq!(ids(&h, &got), vec!["L-2-4", "L-2-5", "L-2-6"]);
         assert!(got.iter().all(|&i| h.seats[i].row == "2"), "second row, adjacent");
         let numbers: Vec<i64> = got.iter().map(|&i| h.seats[i].number).collect();
         assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
@@ -346,7 +363,11 @@ mod tests {
         let status = taken(&h, &["L-1-3"]);
         let filter = BestFilter { tier: Some("vip"), section: Some("L") };
         let got = best_seats(&h, status, 4, filter).unwrap();
-        assert_eq!(ids(&h, &got), vec!["L-1-1", "L-1-4", "L-1-5", "L-1-6"], "the run of 3 whole, then 1 of the 2");
+        assert_eq!(
+            ids(&h, &got),
+            vec!["L-1-2", "L-1-4", "L-1-5", "L-1-6"],
+            "the run of 3 whole, then the inner 1 of the 2"
+        );
         assert!(best_seats(&h, taken(&h, &["L-1-3"]), 6, filter).is_none());
         assert!(best_seats(&h, |_| SeatStatus::Free, 0, filter).is_none());
     }

@@ -11,7 +11,7 @@ use axum::extract::ws::Utf8Bytes;
 
 use super::seatmap::{Format, seatmap_frame, seats_frame};
 use crate::domain::EventId;
-use crate::domain::event::Tier;
+use crate::domain::event::{Event, Tier};
 use crate::domain::seats::{Applied, Replica, SeatChange, SeatLayout, SeatStatus};
 use crate::store::seats::{SeatDiff, Snapshot};
 use crate::ws::hub::Peer;
@@ -34,6 +34,7 @@ struct Watcher {
 struct Live {
     layout: Arc<SeatLayout>,
     tiers: Vec<Tier>,
+    currency: String,
     replica: Replica,
     watchers: Vec<Watcher>,
     /// Applied changes not yet sent, batched into one `seats` frame.
@@ -53,9 +54,17 @@ impl Live {
         if let Some(frame) = &self.cache[slot] {
             return frame.clone();
         }
-        let frame: Utf8Bytes =
-            seatmap_frame(event, self.replica.version, &self.tiers, &self.layout, &self.replica.status, format, None)
-                .into();
+        let frame: Utf8Bytes = seatmap_frame(
+            event,
+            self.replica.version,
+            &self.currency,
+            &self.tiers,
+            &self.layout,
+            &self.replica.status,
+            format,
+            None,
+        )
+        .into();
         self.cache[slot] = Some(frame.clone());
         frame
     }
@@ -95,18 +104,12 @@ impl Feed {
     }
 
     /// Makes an event live from a store snapshot (unless it already is).
-    pub fn install(
-        &self,
-        event: &EventId,
-        layout: Arc<SeatLayout>,
-        tiers: Vec<Tier>,
-        snapshot: &Snapshot,
-        now_ms: i64,
-    ) {
-        self.lock().entry(event.clone()).or_insert_with(|| Live {
+    pub fn install(&self, id: &EventId, event: &Event, layout: Arc<SeatLayout>, snapshot: &Snapshot, now_ms: i64) {
+        self.lock().entry(id.clone()).or_insert_with(|| Live {
             replica: replica_from(&layout, snapshot),
             layout,
-            tiers,
+            tiers: event.tiers.clone(),
+            currency: event.currency.clone(),
             watchers: Vec::new(),
             pending: Vec::new(),
             cache: [None, None],
@@ -310,7 +313,7 @@ mod tests {
         let f = Feed::default();
         let e: EventId = "e".into();
         let layout = Arc::new(SeatLayout::new(demo::seats()));
-        f.install(&e, layout, demo::event(0).tiers, &Snapshot { version: 5, taken: vec![] }, 0);
+        f.install(&e, &demo::event(0), layout, &Snapshot { version: 5, taken: vec![] }, 0);
         (f, e)
     }
 

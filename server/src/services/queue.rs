@@ -11,6 +11,7 @@ use crate::domain::event::Event;
 use crate::domain::queue::eta;
 use crate::domain::{EventId, UserId};
 use crate::error::{AppError, AppResult};
+use crate::store::seats::Cause;
 use crate::store::waiting::{JoinOutcome, PlaceStatus};
 
 /// A `queue` message: where the buyer stands and how long it may take.
@@ -36,6 +37,9 @@ pub struct AdmittedView {
     pub event: EventId,
     pub pass: String,
     pub expires_at: String,
+    /// Hold rules of the event, so a client can say them up front (additions).
+    pub max_seats_per_buyer: u32,
+    pub hold_s: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +75,14 @@ impl Ctx {
     }
 
     pub fn admitted_view(&self, user: &str, id: &EventId, until_ms: i64) -> AdmittedView {
-        AdmittedView { event: id.clone(), pass: self.auth.sign_pass(user, id, until_ms), expires_at: rfc3339(until_ms) }
+        let rules = self.catalog.get(id).map(|e| e.queue).unwrap_or_default();
+        AdmittedView {
+            event: id.clone(),
+            pass: self.auth.sign_pass(user, id, until_ms),
+            expires_at: rfc3339(until_ms),
+            max_seats_per_buyer: rules.max_seats_per_buyer,
+            hold_s: rules.hold_s,
+        }
     }
 
     /// Joins the line (or finds the buyer's existing place or admission).
@@ -107,10 +118,11 @@ impl Ctx {
         }
     }
 
-    /// Gives up the buyer's place or admission.
+    /// Gives up the buyer's place or admission, and any seats they hold.
     pub async fn leave_queue(&self, user: &UserId, event: &str) -> AppResult<EventId> {
         let (id, _) = self.find_event(event)?;
         self.queue.leave(&id, user).await?;
+        self.seats.release_all(&id, user, Cause::Released).await?;
         Ok(id)
     }
 

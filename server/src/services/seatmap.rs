@@ -62,6 +62,7 @@ fn compact_row(layout: &SeatLayout, row: &Row) -> Value {
 pub fn seatmap_frame(
     event: &str,
     version: u64,
+    currency: &str,
     tiers: &[Tier],
     layout: &SeatLayout,
     status: &[SeatStatus],
@@ -85,13 +86,16 @@ pub fn seatmap_frame(
                     status,
                 })
                 .collect();
-            json!({"type": "seatmap", "event": event, "version": version, "tiers": tiers, "seats": seats})
+            json!({
+                "type": "seatmap", "event": event, "version": version, "currency": currency, "tiers": tiers,
+                "seats": seats,
+            })
         }
         Format::Compact => {
             let rows: Vec<Value> = layout.rows.iter().map(|r| compact_row(layout, r)).collect();
             let letters: String = layout.rows.iter().flat_map(|r| r.seats.iter().map(|&i| status[i].code())).collect();
             json!({
-                "type": "seatmap", "event": event, "version": version, "tiers": tiers,
+                "type": "seatmap", "event": event, "version": version, "currency": currency, "tiers": tiers,
                 "format": "compact", "rows": rows, "status": letters,
             })
         }
@@ -145,9 +149,10 @@ mod tests {
         status[layout.index_of("A-20-1").unwrap()] = SeatStatus::Sold;
         let tiers = demo::event(0).tiers;
         let full: Value =
-            serde_json::from_str(&seatmap_frame("e", 7, &tiers, &layout, &status, Format::Full, None)).unwrap();
+            serde_json::from_str(&seatmap_frame("e", 7, "KRW", &tiers, &layout, &status, Format::Full, None)).unwrap();
         let compact: Value =
-            serde_json::from_str(&seatmap_frame("e", 7, &tiers, &layout, &status, Format::Compact, None)).unwrap();
+            serde_json::from_str(&seatmap_frame("e", 7, "KRW", &tiers, &layout, &status, Format::Compact, None))
+                .unwrap();
         assert_eq!(full["version"], 7);
         assert_eq!(full["seats"].as_array().unwrap().len(), layout.len());
         let mut from_full: Vec<(String, char)> = full["seats"]
@@ -173,6 +178,7 @@ mod tests {
         let v: Value = serde_json::from_str(&seatmap_frame(
             "e",
             0,
+            "KRW",
             &[],
             &layout,
             &[SeatStatus::Free, SeatStatus::Held],
@@ -207,8 +213,8 @@ mod tests {
         assert_eq!(layout.len(), 20_000);
         let status: Vec<SeatStatus> =
             (0..layout.len()).map(|i| if i % 7 == 0 { SeatStatus::Held } else { SeatStatus::Free }).collect();
-        let compact = seatmap_frame("e", 1, &[], &layout, &status, Format::Compact, None);
-        let full = seatmap_frame("e", 1, &[], &layout, &status, Format::Full, None);
+        let compact = seatmap_frame("e", 1, "KRW", &[], &layout, &status, Format::Compact, None);
+        let full = seatmap_frame("e", 1, "KRW", &[], &layout, &status, Format::Full, None);
         eprintln!("20,000 seats: compact {} bytes, full {} bytes", compact.len(), full.len());
         assert!(compact.len() < 128 * 1024, "compact snapshot is {} bytes", compact.len());
     }

@@ -28,6 +28,10 @@ pub struct HeldView {
     pub event: EventId,
     pub seats: Vec<String>,
     pub expires_at: String,
+    /// The seat-map version right after this hold (an addition): diffs up
+    /// to it may still arrive and already include these seats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +39,8 @@ pub struct HeldView {
 pub struct ReleasedView {
     pub event: EventId,
     pub seats: Vec<String>,
+    /// The seat-map version right after the release (an addition).
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,7 +73,7 @@ impl Ctx {
         if !self.feed.is_live(&id) {
             let layout = self.layout(&e).await?;
             let snapshot = self.seats.snapshot(&id).await?;
-            self.feed.install(&id, layout, e.tiers.clone(), &snapshot, self.clock.now_ms());
+            self.feed.install(&id, &e, layout, &snapshot, self.clock.now_ms());
         }
         Ok((id, e))
     }
@@ -97,7 +103,7 @@ impl Ctx {
                 status[i] = *s;
             }
         }
-        Ok(seatmap_frame(&id, snapshot.version, &e.tiers, &layout, &status, format, None))
+        Ok(seatmap_frame(&id, snapshot.version, &e.currency, &e.tiers, &layout, &status, format, None))
     }
 
     /// When a hold made now ends: after the event's hold time, and never
@@ -118,7 +124,12 @@ impl Ctx {
         match self.seats.hold(id, user, &seats, until, max).await? {
             Ok(held) => {
                 self.metrics.holds.inc();
-                Ok(HeldView { event: id.clone(), seats, expires_at: rfc3339(held.expires_ms) })
+                Ok(HeldView {
+                    event: id.clone(),
+                    seats,
+                    expires_at: rfc3339(held.expires_ms),
+                    version: Some(held.version),
+                })
             }
             Err(HoldRefused::Unavailable(taken)) => Err(AppError::SeatUnavailable(taken)),
             Err(HoldRefused::Limit { held }) => Err(AppError::HoldLimit { held, max }),
@@ -182,6 +193,18 @@ impl Ctx {
         // Releasing is never limited by the hold limit: check ids only.
         check_seat_ids(&layout, seats, u32::MAX)?;
         let released = self.seats.release(&id, user, seats).await?;
-        Ok(ReleasedView { event: id, seats: released })
+        Ok(ReleasedView { event: id, seats: released.seats, version: released.version })
+    }
+
+    /// The buyer's current holds at an event as one `held` message, so a
+    /// client that reconnects or reloads knows which seats are its own.
+    pub async fn own_holds(&self, user: &UserId, id: &EventId) -> AppResult<Option<HeldView>> {
+        let (seats, earliest) = self.seats.holds_of(id, user).await?;
+        Ok(earliest.filter(|_| !seats.is_empty()).map(|until| HeldView {
+            event: id.clone(),
+            seats,
+            expires_at: rfc3339(until),
+            version: None,
+        }))
     }
 }

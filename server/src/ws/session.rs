@@ -162,6 +162,11 @@ impl Session {
                 // The snapshot answering this request goes through the
                 // socket's queue, ahead of the diffs that follow it.
                 let id = self.ctx.watch(&self.peer, &event, format, req).await?;
+                // "Its own held message tells it which are its own": after
+                // the snapshot, the buyer's current holds.
+                if let Some(own) = self.ctx.own_holds(&user, &id).await? {
+                    self.peer.outbox.push_or_kill(encode(&own, None).into());
+                }
                 if !self.watching.contains(&id) {
                     self.watching.push(id);
                 }

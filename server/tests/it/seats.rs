@@ -20,7 +20,33 @@ on_both_backends!(
     hold_best_finds_adjacent_seats_near_the_stage,
     bad_hold_requests_change_nothing,
     only_the_holder_releases_and_watchers_come_and_go,
+    a_returning_buyer_learns_its_holds_and_leaving_lets_them_go,
 );
+
+async fn a_returning_buyer_learns_its_holds_and_leaving_lets_them_go(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({})).await;
+    let mut first = admitted_buyer(&server, "returner").await;
+    let held = first.request(json!({"type": "hold", "event": EVENT, "seats": ["C-2-10", "C-2-11"]})).await;
+    assert_eq!(held["version"], 2, "{held}");
+    // Another tab (or the same page after a reload) watches: the snapshot,
+    // then the buyer's own holds.
+    let mut second = server.buyer("returner").await;
+    let map = second.request(json!({"type": "watch", "event": EVENT})).await;
+    assert_eq!(map["type"], "seatmap");
+    assert_eq!(map["currency"], "KRW");
+    let own = second.recv_type("held").await;
+    assert_eq!(own["seats"], json!(["C-2-10", "C-2-11"]));
+    assert_eq!(own["expires_at"], held["expires_at"]);
+    // A buyer holding nothing hears nothing of the kind.
+    let mut stranger = server.buyer("stranger").await;
+    stranger.request(json!({"type": "watch", "event": EVENT})).await;
+    assert!(stranger.try_recv(Duration::from_millis(300)).await.is_none());
+    // Leaving gives the seats up with the place.
+    assert_eq!(first.request(json!({"type": "leave", "event": EVENT})).await["type"], "left");
+    assert!(store_map(server.addr, EVENT).await.held().is_empty());
+    server.stop().await;
+}
 
 /// Buyers admitted at once, up to `max_seats_per_buyer` each.
 async fn open_the_doors(server: &TestServer, extra: Value) {
@@ -245,7 +271,7 @@ async fn hold_best_finds_adjacent_seats_near_the_stage(backend: Backend) {
         assert_eq!(r["code"], code, "count {count}: {r}");
     }
     let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 2, "tier": "no-such-tier"})).await;
-    assert_eq!(r["code"], "seat_unavailable", "{r}");
+    assert_eq!(r["code"], "sold_out", "{r}");
     // The limit counts what is already held: 4 + 3 > 6.
     let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 3})).await;
     assert_eq!(r["code"], "hold_limit", "{r}");
@@ -288,6 +314,7 @@ async fn bad_hold_requests_change_nothing(backend: Backend) {
     );
     let r = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["A-2-4", "A-2-5"]})).await;
     assert_eq!(r["code"], "hold_limit", "{r}");
+    assert_eq!((r["max"].as_u64(), r["held"].as_u64()), (Some(4), Some(3)), "{r}");
     assert_eq!(store_map(server.addr, EVENT).await.version, 3);
     watcher.settle(EVENT, &store_map(server.addr, EVENT).await, Duration::from_secs(5)).await;
     assert_eq!(watcher.map.gaps, 0);
@@ -309,6 +336,7 @@ async fn only_the_holder_releases_and_watchers_come_and_go(backend: Backend) {
     assert_eq!((r["type"].as_str(), r["seats"].clone()), (Some("released"), json!([])), "nothing of theirs to release");
     let r = owner.request(json!({"type": "release", "event": EVENT, "seats": ["E-1-2"]})).await;
     assert_eq!(r["seats"], json!(["E-1-2"]));
+    assert_eq!(r["version"], 3, "two held, one released");
     let store = store_map(server.addr, EVENT).await;
     assert_eq!(store.held(), BTreeSet::from(["E-1-1".to_string()]));
     watcher.settle(EVENT, &store, Duration::from_secs(5)).await;

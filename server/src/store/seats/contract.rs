@@ -61,7 +61,7 @@ async fn the_per_buyer_limit_counts_what_is_held<S: SeatStore>(s: S) {
         Err(HoldRefused::Limit { held: 3 })
     );
     assert!(s.hold(EVENT, "a", &seats(&["4"]), T0 + 1_000, 4).await.unwrap().is_ok());
-    assert_eq!(s.release(EVENT, "a", &seats(&["1", "2"])).await.unwrap(), seats(&["1", "2"]));
+    assert_eq!(s.release(EVENT, "a", &seats(&["1", "2"])).await.unwrap().seats, seats(&["1", "2"]));
     assert!(
         s.hold(EVENT, "a", &seats(&["5", "6"]), T0 + 1_000, 4).await.unwrap().is_ok(),
         "released seats no longer count"
@@ -70,9 +70,10 @@ async fn the_per_buyer_limit_counts_what_is_held<S: SeatStore>(s: S) {
 
 async fn only_the_holder_releases<S: SeatStore>(s: S) {
     s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
-    assert!(s.release(EVENT, "b", &seats(&["1", "2"])).await.unwrap().is_empty());
-    assert_eq!(s.version(EVENT).await.unwrap(), 2);
-    assert_eq!(s.release(EVENT, "a", &seats(&["2", "9"])).await.unwrap(), seats(&["2"]));
+    let nothing = s.release(EVENT, "b", &seats(&["1", "2"])).await.unwrap();
+    assert_eq!((nothing.seats.len(), nothing.version), (0, 2), "nothing released, version unchanged");
+    let released = s.release(EVENT, "a", &seats(&["2", "9"])).await.unwrap();
+    assert_eq!((released.seats, released.version), (seats(&["2"]), 3));
     assert_eq!(s.version(EVENT).await.unwrap(), 3);
     assert_eq!(s.holds_of(EVENT, "a").await.unwrap().0, seats(&["1"]));
     assert!(s.hold(EVENT, "b", &seats(&["2"]), T0 + 1_000, 8).await.unwrap().is_ok());
@@ -111,9 +112,9 @@ async fn window_end_releases_everything_held<S: SeatStore>(s: S) {
     s.hold(EVENT, "a", &seats(&["7"]), T0 + 2_000, 8).await.unwrap().unwrap();
     s.hold(EVENT, "b", &seats(&["3"]), T0 + 2_000, 8).await.unwrap().unwrap();
     let mut released = s.release_all(EVENT, "a", Cause::WindowEnded).await.unwrap();
-    released.sort();
-    assert_eq!(released, seats(&["1", "2", "7"]));
-    assert!(s.release_all(EVENT, "a", Cause::WindowEnded).await.unwrap().is_empty());
+    released.seats.sort();
+    assert_eq!((released.seats, released.version), (seats(&["1", "2", "7"]), 7));
+    assert!(s.release_all(EVENT, "a", Cause::WindowEnded).await.unwrap().seats.is_empty());
     assert!(s.expire(EVENT, T0 + 1_500, 10).await.unwrap().is_empty(), "released seats do not expire later");
     let log = s.log_after(EVENT, LOG_START, 100).await.unwrap();
     let last = &log.last().unwrap().diff;

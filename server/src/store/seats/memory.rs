@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Cause, Held, HoldRefused, LOG_START, LogEntry, SeatDiff, SeatStore, Snapshot};
+use super::{Cause, Held, HoldRefused, LOG_START, LogEntry, Released, SeatDiff, SeatStore, Snapshot};
 use crate::domain::UserId;
 use crate::domain::seats::SeatStatus;
 use crate::store::StoreResult;
@@ -54,7 +54,7 @@ impl EventSeats {
         Some(user)
     }
 
-    fn release(&mut self, event: &str, user: &str, seats: &[String], cause: Cause) -> Vec<String> {
+    fn release(&mut self, event: &str, user: &str, seats: &[String], cause: Cause) -> Released {
         let mine: Vec<String> = seats
             .iter()
             .filter(|s| matches!(self.state.get(*s), Some(State::Held { user: u, .. }) if &**u == user))
@@ -66,7 +66,7 @@ impl EventSeats {
         if !mine.is_empty() {
             self.append(event, user, SeatStatus::Free, mine.clone(), cause);
         }
-        mine
+        Released { seats: mine, version: self.version }
     }
 }
 
@@ -116,11 +116,11 @@ impl SeatStore for MemorySeatStore {
         }))
     }
 
-    async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Vec<String>> {
+    async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Released> {
         Ok(self.with(event, |e| e.release(event, user, seats, Cause::Released)))
     }
 
-    async fn release_all(&self, event: &str, user: &str, cause: Cause) -> StoreResult<Vec<String>> {
+    async fn release_all(&self, event: &str, user: &str, cause: Cause) -> StoreResult<Released> {
         Ok(self.with(event, |e| {
             let mut all: Vec<String> = e.by_user.get(user).map(|s| s.iter().cloned().collect()).unwrap_or_default();
             all.sort();

@@ -84,6 +84,13 @@ pub struct Held {
     pub version: u64,
 }
 
+/// Seats released, and the event's version after.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Released {
+    pub seats: Vec<String>,
+    pub version: u64,
+}
+
 /// Why a hold was refused; nothing was held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HoldRefused {
@@ -116,11 +123,12 @@ pub trait SeatStore: Send + Sync + 'static {
         max_per_buyer: u32,
     ) -> StoreResult<Result<Held, HoldRefused>>;
 
-    /// Releases those of `seats` that `user` holds; returns them.
-    async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Vec<String>>;
+    /// Releases those of `seats` that `user` holds.
+    async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Released>;
 
-    /// Releases everything `user` holds at `event` (the window ended).
-    async fn release_all(&self, event: &str, user: &str, cause: Cause) -> StoreResult<Vec<String>>;
+    /// Releases everything `user` holds at `event` (they left, or their
+    /// window ended).
+    async fn release_all(&self, event: &str, user: &str, cause: Cause) -> StoreResult<Released>;
 
     /// Ends holds whose time is up (at most `max` seats); each seat's expiry
     /// is processed once however many nodes sweep. Returns them by buyer.

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 
-use super::{Cause, Held, HoldRefused, LOG_START, LogEntry, SeatDiff, SeatStore, Snapshot};
+use super::{Cause, Held, HoldRefused, LOG_START, LogEntry, Released, SeatDiff, SeatStore, Snapshot};
 use crate::domain::UserId;
 use crate::domain::seats::SeatStatus;
 use crate::store::{StoreError, StoreResult};
@@ -123,7 +123,7 @@ impl RedisSeatStore {
         seats: &[String],
         cause: Cause,
         all: bool,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Released> {
         let k = self.keys(event);
         let mut call = self.release.key(&k.state);
         call.key(&k.expiry).key(k.user(user)).key(&k.version).key(&k.log);
@@ -131,7 +131,9 @@ impl RedisSeatStore {
         for s in seats {
             call.arg(s);
         }
-        Ok(call.invoke_async(&mut self.conn.clone()).await?)
+        let reply: Vec<Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        let (version, seats) = reply.split_first().ok_or_else(|| corrupt("empty release reply"))?;
+        Ok(Released { seats: seats.iter().map(text).collect::<StoreResult<_>>()?, version: int(version)? as u64 })
     }
 }
 
@@ -165,11 +167,11 @@ impl SeatStore for RedisSeatStore {
         }
     }
 
-    async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Vec<String>> {
+    async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Released> {
         self.release_with(event, user, seats, Cause::Released, false).await
     }
 
-    async fn release_all(&self, event: &str, user: &str, cause: Cause) -> StoreResult<Vec<String>> {
+    async fn release_all(&self, event: &str, user: &str, cause: Cause) -> StoreResult<Released> {
         self.release_with(event, user, &[], cause, true).await
     }
 

@@ -2,7 +2,7 @@
 -- named and ARGV[4] is "all").
 -- KEYS: 1 state, 2 expiry, 3 the buyer's held seats, 4 version, 5 log
 -- ARGV: 1 user, 2 log max length, 3 cause, 4 "all"|"some", 5.. seats
--- Returns the released seats.
+-- Returns {version after, released seats…}.
 local user = ARGV[1]
 local wanted = {}
 if ARGV[4] == 'all' then
@@ -22,9 +22,11 @@ for _, seat in ipairs(wanted) do
     released[#released + 1] = seat
   end
 end
+local version = tonumber(redis.call('GET', KEYS[4]) or '0')
 if #released > 0 then
-  local version = redis.call('INCRBY', KEYS[4], #released)
+  version = redis.call('INCRBY', KEYS[4], #released)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*',
     'v', version, 's', 'f', 'u', user, 'k', ARGV[3], 'c', table.concat(released, ','))
 end
+table.insert(released, 1, version)
 return released
