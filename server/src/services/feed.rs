@@ -11,7 +11,7 @@ use axum::extract::ws::Utf8Bytes;
 
 use super::seatmap::{Format, seatmap_frame, seats_frame};
 use crate::domain::EventId;
-use crate::domain::event::{Event, Tier};
+use crate::domain::event::Event;
 use crate::domain::seats::{Applied, Replica, SeatChange, SeatLayout, SeatStatus};
 use crate::store::seats::{SeatDiff, Snapshot};
 use crate::ws::hub::Peer;
@@ -32,9 +32,10 @@ struct Watcher {
 }
 
 struct Live {
+    /// The event as it was when it went live: id, currency and tiers for
+    /// the snapshot.
+    event: Arc<Event>,
     layout: Arc<SeatLayout>,
-    tiers: Vec<Tier>,
-    currency: String,
     replica: Replica,
     watchers: Vec<Watcher>,
     /// Applied changes not yet sent, batched into one `seats` frame.
@@ -49,22 +50,37 @@ struct Live {
 }
 
 impl Live {
-    fn snapshot(&mut self, event: &str, format: Format) -> Utf8Bytes {
+    /// Sends a fresh snapshot to each watcher that fell behind and has room
+    /// again; closes one that stayed full too long.
+    fn catch_up(&mut self, now_ms: i64) {
+        let mut frames: [Option<Utf8Bytes>; 2] = [None, None];
+        let mut watchers = std::mem::take(&mut self.watchers);
+        watchers.retain_mut(|w| {
+            let Some(since) = w.behind_since else { return true };
+            let frame = frames[w.format as usize].get_or_insert_with(|| self.snapshot(w.format)).clone();
+            match w.peer.outbox.push(frame) {
+                Ok(()) => {
+                    w.behind_since = None;
+                    true
+                }
+                Err(PushError::Full) if now_ms - since > BEHIND_LIMIT_MS => {
+                    w.peer.outbox.kill(Kill { code: CLOSE_POLICY, reason: "too slow for the seat map" });
+                    false
+                }
+                Err(PushError::Full) => true,
+                Err(PushError::Closed) => false,
+            }
+        });
+        self.watchers = watchers;
+    }
+
+    fn snapshot(&mut self, format: Format) -> Utf8Bytes {
         let slot = format as usize;
         if let Some(frame) = &self.cache[slot] {
             return frame.clone();
         }
-        let frame: Utf8Bytes = seatmap_frame(
-            event,
-            self.replica.version,
-            &self.currency,
-            &self.tiers,
-            &self.layout,
-            &self.replica.status,
-            format,
-            None,
-        )
-        .into();
+        let frame: Utf8Bytes =
+            seatmap_frame(&self.event, self.replica.version, &self.layout, &self.replica.status, format, None).into();
         self.cache[slot] = Some(frame.clone());
         frame
     }
@@ -104,12 +120,11 @@ impl Feed {
     }
 
     /// Makes an event live from a store snapshot (unless it already is).
-    pub fn install(&self, id: &EventId, event: &Event, layout: Arc<SeatLayout>, snapshot: &Snapshot, now_ms: i64) {
+    pub fn install(&self, id: &EventId, event: Arc<Event>, layout: Arc<SeatLayout>, snapshot: &Snapshot, now_ms: i64) {
         self.lock().entry(id.clone()).or_insert_with(|| Live {
             replica: replica_from(&layout, snapshot),
+            event,
             layout,
-            tiers: event.tiers.clone(),
-            currency: event.currency.clone(),
             watchers: Vec::new(),
             pending: Vec::new(),
             cache: [None, None],
@@ -135,7 +150,7 @@ impl Feed {
         for w in &mut live.watchers {
             w.behind_since.get_or_insert(now_ms);
         }
-        Self::catch_up_live(event, live, now_ms);
+        live.catch_up(now_ms);
     }
 
     /// Registers a watcher and queues its snapshot (answering `req`).
@@ -143,7 +158,7 @@ impl Feed {
     pub fn watch(&self, event: &str, peer: &Arc<Peer>, format: Format, req: Option<&Req>) -> bool {
         let mut events = self.lock();
         let Some(live) = events.get_mut(event) else { return false };
-        let frame = live.snapshot(event, format);
+        let frame = live.snapshot(format);
         let frame = match req {
             None => frame,
             // The cached frame ends in `}`: splice the request id in.
@@ -213,28 +228,6 @@ impl Feed {
         }
     }
 
-    fn catch_up_live(event: &str, live: &mut Live, now_ms: i64) {
-        let mut frames: [Option<Utf8Bytes>; 2] = [None, None];
-        let mut watchers = std::mem::take(&mut live.watchers);
-        watchers.retain_mut(|w| {
-            let Some(since) = w.behind_since else { return true };
-            let frame = frames[w.format as usize].get_or_insert_with(|| live.snapshot(event, w.format)).clone();
-            match w.peer.outbox.push(frame) {
-                Ok(()) => {
-                    w.behind_since = None;
-                    true
-                }
-                Err(PushError::Full) if now_ms - since > BEHIND_LIMIT_MS => {
-                    w.peer.outbox.kill(Kill { code: CLOSE_POLICY, reason: "too slow for the seat map" });
-                    false
-                }
-                Err(PushError::Full) => true,
-                Err(PushError::Closed) => false,
-            }
-        });
-        live.watchers = watchers;
-    }
-
     /// Catches up watchers that fell behind, drops idle events, and says
     /// which events need a resync or a version probe.
     pub fn maintain(&self, now_ms: i64) -> Chores {
@@ -242,7 +235,7 @@ impl Feed {
         let mut events = self.lock();
         events.retain(|_, live| live.idle_since.is_none_or(|t| now_ms - t < IDLE_LIMIT_MS));
         for (event, live) in events.iter_mut() {
-            Self::catch_up_live(event, live, now_ms);
+            live.catch_up(now_ms);
             if live.watchers.is_empty() {
                 live.idle_since.get_or_insert(now_ms);
             }
@@ -313,7 +306,7 @@ mod tests {
         let f = Feed::default();
         let e: EventId = "e".into();
         let layout = Arc::new(SeatLayout::new(demo::seats()));
-        f.install(&e, &demo::event(0), layout, &Snapshot { version: 5, taken: vec![] }, 0);
+        f.install(&e, Arc::new(demo::event(0)), layout, &Snapshot { version: 5, taken: vec![] }, 0);
         (f, e)
     }
 

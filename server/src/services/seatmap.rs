@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::domain::event::Tier;
+use crate::domain::event::Event;
 use crate::domain::seats::{Row, SeatChange, SeatLayout, SeatStatus};
 use crate::ws::protocol::{Req, encode};
 
@@ -60,10 +60,8 @@ fn compact_row(layout: &SeatLayout, row: &Row) -> Value {
 
 /// The `seatmap` frame for a replica at `version`.
 pub fn seatmap_frame(
-    event: &str,
+    event: &Event,
     version: u64,
-    currency: &str,
-    tiers: &[Tier],
     layout: &SeatLayout,
     status: &[SeatStatus],
     format: Format,
@@ -87,16 +85,16 @@ pub fn seatmap_frame(
                 })
                 .collect();
             json!({
-                "type": "seatmap", "event": event, "version": version, "currency": currency, "tiers": tiers,
-                "seats": seats,
+                "type": "seatmap", "event": event.id, "version": version, "currency": event.currency,
+                "tiers": event.tiers, "seats": seats,
             })
         }
         Format::Compact => {
             let rows: Vec<Value> = layout.rows.iter().map(|r| compact_row(layout, r)).collect();
             let letters: String = layout.rows.iter().flat_map(|r| r.seats.iter().map(|&i| status[i].code())).collect();
             json!({
-                "type": "seatmap", "event": event, "version": version, "currency": currency, "tiers": tiers,
-                "format": "compact", "rows": rows, "status": letters,
+                "type": "seatmap", "event": event.id, "version": version, "currency": event.currency,
+                "tiers": event.tiers, "format": "compact", "rows": rows, "status": letters,
             })
         }
     };
@@ -147,12 +145,10 @@ mod tests {
         let mut status = vec![SeatStatus::Free; layout.len()];
         status[layout.index_of("C-3-12").unwrap()] = SeatStatus::Held;
         status[layout.index_of("A-20-1").unwrap()] = SeatStatus::Sold;
-        let tiers = demo::event(0).tiers;
-        let full: Value =
-            serde_json::from_str(&seatmap_frame("e", 7, "KRW", &tiers, &layout, &status, Format::Full, None)).unwrap();
+        let e = demo::event(0);
+        let full: Value = serde_json::from_str(&seatmap_frame(&e, 7, &layout, &status, Format::Full, None)).unwrap();
         let compact: Value =
-            serde_json::from_str(&seatmap_frame("e", 7, "KRW", &tiers, &layout, &status, Format::Compact, None))
-                .unwrap();
+            serde_json::from_str(&seatmap_frame(&e, 7, &layout, &status, Format::Compact, None)).unwrap();
         assert_eq!(full["version"], 7);
         assert_eq!(full["seats"].as_array().unwrap().len(), layout.len());
         let mut from_full: Vec<(String, char)> = full["seats"]
@@ -175,17 +171,9 @@ mod tests {
             Seat { id: "box-2".into(), section: "B".into(), row: "1".into(), number: 2, x: 10, y: 0, tier: "t".into() },
         ];
         let layout = SeatLayout::new(seats);
-        let v: Value = serde_json::from_str(&seatmap_frame(
-            "e",
-            0,
-            "KRW",
-            &[],
-            &layout,
-            &[SeatStatus::Free, SeatStatus::Held],
-            Format::Compact,
-            None,
-        ))
-        .unwrap();
+        let status = [SeatStatus::Free, SeatStatus::Held];
+        let v: Value =
+            serde_json::from_str(&seatmap_frame(&demo::event(0), 0, &layout, &status, Format::Compact, None)).unwrap();
         assert_eq!(expand(&v), vec![("box-1".to_string(), 'f'), ("box-2".to_string(), 'h')]);
     }
 
@@ -213,8 +201,9 @@ mod tests {
         assert_eq!(layout.len(), 20_000);
         let status: Vec<SeatStatus> =
             (0..layout.len()).map(|i| if i % 7 == 0 { SeatStatus::Held } else { SeatStatus::Free }).collect();
-        let compact = seatmap_frame("e", 1, "KRW", &[], &layout, &status, Format::Compact, None);
-        let full = seatmap_frame("e", 1, "KRW", &[], &layout, &status, Format::Full, None);
+        let e = demo::event(0);
+        let compact = seatmap_frame(&e, 1, &layout, &status, Format::Compact, None);
+        let full = seatmap_frame(&e, 1, &layout, &status, Format::Full, None);
         eprintln!("20,000 seats: compact {} bytes, full {} bytes", compact.len(), full.len());
         assert!(compact.len() < 128 * 1024, "compact snapshot is {} bytes", compact.len());
     }

@@ -73,7 +73,7 @@ impl Ctx {
         if !self.feed.is_live(&id) {
             let layout = self.layout(&e).await?;
             let snapshot = self.seats.snapshot(&id).await?;
-            self.feed.install(&id, &e, layout, &snapshot, self.clock.now_ms());
+            self.feed.install(&id, e.clone(), layout, &snapshot, self.clock.now_ms());
         }
         Ok((id, e))
     }
@@ -103,7 +103,7 @@ impl Ctx {
                 status[i] = *s;
             }
         }
-        Ok(seatmap_frame(&id, snapshot.version, &e.currency, &e.tiers, &layout, &status, format, None))
+        Ok(seatmap_frame(&e, snapshot.version, &layout, &status, format, None))
     }
 
     /// When a hold made now ends: after the event's hold time, and never
