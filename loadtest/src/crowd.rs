@@ -42,7 +42,7 @@ type Ws = WebSocketStream<TcpStream>;
 
 /// Server frames ship a few hundred bytes; tungstenite's default 128 KiB
 /// read buffer per socket would make the load generator the memory hog.
-fn ws_config() -> WebSocketConfig {
+pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)

@@ -69,6 +69,22 @@ fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
+/// CPU seconds (user + system) a process has used so far; `None` once it
+/// is gone. /proc counts in USER_HZ, which is 100 on Linux.
+pub fn process_cpu_s(pid: u32) -> Option<f64> {
+    parse_process_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?).map(|t| t as f64 / 100.0)
+}
+
+fn parse_process_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: count
+    // from the last ')'. utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// Share of the machine's CPU time that was busy between two readings.
 pub fn busy_pct(from: Option<(u64, u64)>, to: Option<(u64, u64)>) -> Option<f64> {
     let ((b0, t0), (b1, t1)) = (from?, to?);
@@ -93,6 +109,14 @@ mod tests {
         let s = "sockets: used 30\nTCP: inuse 30011 orphan 0 tw 12 alloc 30013 mem 1234\nUDP: inuse 1 mem 0\n";
         assert_eq!(parse_tcp_mem_pages(s), Some(1_234));
         assert_eq!(parse_tcp_mem_pages("UDP: inuse 1 mem 3\n"), None);
+    }
+
+    #[test]
+    fn process_ticks_are_user_plus_system() {
+        let stat = "4242 (qt load (x)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 99 0 0";
+        assert_eq!(parse_process_ticks(stat), Some(300));
+        assert_eq!(parse_process_ticks("garbage"), None);
+        assert!(process_cpu_s(std::process::id()).is_some());
     }
 
     #[test]

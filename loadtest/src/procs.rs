@@ -101,6 +101,11 @@ impl Workers {
         Ok(got.into_iter().flatten().collect())
     }
 
+    /// The workers' process ids (for their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+
     /// Closes their stdin (which ends them) and reaps them, bounded.
     pub async fn shutdown(mut self) {
         self.stdins.clear();

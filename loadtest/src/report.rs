@@ -176,19 +176,19 @@ pub fn bars(h: &Histogram, width_ms: f64) -> Vec<Bar> {
     out.into_iter().map(|(i, count)| Bar { from_ms: i as f64 * width_ms, count }).collect()
 }
 
-fn ms(v: Option<f64>) -> String {
+pub(crate) fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| if v >= 100.0 { format!("{v:.0} ms") } else { format!("{v:.1} ms") })
 }
 
-fn pct(v: Option<f64>) -> String {
+pub(crate) fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "?".into(), |v| format!("{v:.0} %"))
 }
 
-fn kib(bytes: f64) -> String {
+pub(crate) fn kib(bytes: f64) -> String {
     format!("{:.2} KiB", bytes / 1024.0)
 }
 
-fn mib(bytes: f64) -> String {
+pub(crate) fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / 1024.0 / 1024.0)
 }
 
@@ -318,11 +318,11 @@ pub fn write(dir: &Path, stamp: &str, s: &Summary) -> anyhow::Result<(PathBuf, P
     Ok((json, html))
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn pct_row(o: &mut String, name: &str, p: &Percentiles) {
+pub(crate) fn pct_row(o: &mut String, name: &str, p: &Percentiles) {
     let _ = write!(o, "<tr><th>{}</th><td>{}</td>", esc(name), p.count);
     for v in [p.p50, p.p90, p.p99, p.p999, p.max] {
         let _ = write!(o, "<td>{}</td>", ms(v));
@@ -330,8 +330,9 @@ fn pct_row(o: &mut String, name: &str, p: &Percentiles) {
     o.push_str("</tr>\n");
 }
 
-/// Bars as an inline SVG histogram; the 2 s promise drawn as a red line.
-fn bar_chart(bars: &[Bar], width_ms: f64, promise_ms: f64) -> String {
+/// Bars as an inline SVG histogram; the promise (e.g. "2 s promise")
+/// drawn as a red line, bars past it red; an axis label every `tick_ms`.
+pub(crate) fn bar_chart(bars: &[Bar], width_ms: f64, promise_ms: f64, promise: &str, tick_ms: f64) -> String {
     let (w, h, pad) = (720.0, 220.0, 30.0);
     let max_x = bars.last().map_or(promise_ms, |b| b.from_ms + width_ms).max(promise_ms + width_ms);
     let max_y = bars.iter().map(|b| b.count).max().unwrap_or(1).max(1) as f64;
@@ -358,25 +359,30 @@ fn bar_chart(bars: &[Bar], width_ms: f64, promise_ms: f64) -> String {
         r##"<line x1="{px:.1}" y1="{pad}" x2="{px:.1}" y2="{:.1}" stroke="#c0392b" stroke-dasharray="4"/>"##,
         h - pad
     );
-    let _ =
-        write!(o, r#"<text x="{:.1}" y="{}" class="lbl" text-anchor="end">2 s promise</text>"#, px - 4.0, pad + 10.0);
+    let _ = write!(
+        o,
+        r#"<text x="{:.1}" y="{}" class="lbl" text-anchor="end">{}</text>"#,
+        px - 4.0,
+        pad + 10.0,
+        esc(promise)
+    );
     let mut tick = 0.0;
     while tick <= max_x {
+        let label = if tick_ms >= 500.0 { format!("{:.1}s", tick / 1000.0) } else { format!("{tick:.0}") };
         let _ = write!(
             o,
-            r#"<text x="{:.1}" y="{:.1}" class="lbl" text-anchor="middle">{:.1}s</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" class="lbl" text-anchor="middle">{label}</text>"#,
             sx(tick),
             h - 10.0,
-            tick / 1000.0
         );
-        tick += 500.0;
+        tick += tick_ms;
     }
     let _ = write!(o, r#"<text x="{pad}" y="14" class="lbl">max {max_y:.0} per bar</text></svg>"#);
     o
 }
 
 /// Server RSS (MiB) and open sockets over the run, with phase marks.
-fn timeline_chart(samples: &[Sample], marks: &[Mark]) -> String {
+pub(crate) fn timeline_chart(samples: &[Sample], marks: &[Mark]) -> String {
     let (w, h, pad) = (720.0, 240.0, 36.0);
     let max_t = samples.iter().map(|s| s.t_s).fold(1.0, f64::max);
     let max_rss = samples.iter().map(|s| s.rss_bytes).fold(1.0, f64::max);
@@ -424,7 +430,7 @@ fn timeline_chart(samples: &[Sample], marks: &[Mark]) -> String {
     o
 }
 
-fn errors_list(o: &mut String, title: &str, errors: &BTreeMap<String, u64>) {
+pub(crate) fn errors_list(o: &mut String, title: &str, errors: &BTreeMap<String, u64>) {
     if errors.is_empty() {
         return;
     }
@@ -479,7 +485,7 @@ pub fn page(s: &Summary) -> String {
         pct_row(&mut o, "poll: GET status", &p.get_latency_ms);
     }
     o.push_str("</table>\n<h2>Position-push gaps during the hold</h2>\n");
-    o.push_str(&bar_chart(&s.hold.push_gap_bars, BAR_MS, 2_000.0));
+    o.push_str(&bar_chart(&s.hold.push_gap_bars, BAR_MS, 2_000.0, "2 s promise", 500.0));
     o.push_str("\n<h2>Server over the run</h2>\n");
     o.push_str(&timeline_chart(&s.timeline, &s.marks));
     o.push_str("\n<h2>Summary</h2><pre>");
@@ -515,7 +521,7 @@ mod tests {
     #[test]
     fn html_escapes_what_it_prints() {
         assert_eq!(esc("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
-        let svg = bar_chart(&[Bar { from_ms: 2_000.0, count: 3 }], 100.0, 2_000.0);
+        let svg = bar_chart(&[Bar { from_ms: 2_000.0, count: 3 }], 100.0, 2_000.0, "2 s promise", 500.0);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("#c0392b"), "bars past the promise are red");
     }

@@ -3,6 +3,7 @@
 //! and the seller's queue settings of the event, which the benchmark pauses
 //! so that every buyer stays in line.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,20 @@ pub fn parse_metrics(text: &str) -> anyhow::Result<Sample> {
     Ok(s)
 }
 
+/// Every unlabelled sample of a Prometheus text, by name.
+pub fn parse_all(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            if name.contains('{') {
+                return None;
+            }
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 #[derive(Clone)]
 pub struct Server {
     target: Target,
@@ -64,9 +79,20 @@ impl Server {
     }
 
     pub async fn metrics(&self) -> anyhow::Result<Sample> {
-        let (status, body) = http1::fetch(self.target.addr, "GET", "/metrics", None, None, CALL_TIMEOUT).await?;
-        ensure!(status == 200, "GET /metrics answered {status}");
-        parse_metrics(std::str::from_utf8(&body).context("/metrics is not UTF-8")?)
+        parse_metrics(&self.get("/metrics").await?)
+    }
+
+    /// `/metrics` as a reading (RSS, CPU, …) plus every counter by name.
+    pub async fn metrics_all(&self) -> anyhow::Result<(Sample, BTreeMap<String, f64>)> {
+        let text = self.get("/metrics").await?;
+        Ok((parse_metrics(&text)?, parse_all(&text)))
+    }
+
+    /// A public GET that must answer 200 with UTF-8.
+    pub async fn get(&self, path: &str) -> anyhow::Result<String> {
+        let (status, body) = http1::fetch(self.target.addr, "GET", path, None, None, CALL_TIMEOUT).await?;
+        ensure!(status == 200, "GET {path} answered {status}: {}", String::from_utf8_lossy(&body));
+        String::from_utf8(body).with_context(|| format!("GET {path} is not UTF-8"))
     }
 
     fn settings_path(event: &str) -> String {
@@ -142,5 +168,8 @@ mod tests {
         assert_eq!((s.sockets_open, s.local_waiters, s.position_pushes), (15_000.0, 14_999.0, 123_456.0));
         assert_eq!(s.joins, 0.0, "absent counters read as zero");
         assert!(parse_metrics("qt_sockets_open 1\n").is_err(), "RSS and CPU are required");
+        let all = parse_all(text);
+        assert_eq!(all.get("qt_local_waiters"), Some(&14_999.0));
+        assert!(!all.keys().any(|k| k.contains('{')), "labelled samples are left out");
     }
 }

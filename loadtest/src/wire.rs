@@ -27,6 +27,19 @@ pub enum Command {
     StartPolling(PollSpec),
     /// Stop polling; answer `Polled`.
     StopPolling,
+    /// Seat-map benchmark: open watchers (each `watch`es) and admitted
+    /// holders; report progress, then `SeatsReady`.
+    SeatsOpen(Box<SeatsSpec>),
+    /// Holders start holding and releasing at `rate_per_s` (this worker's
+    /// share).
+    SeatsStart { rate_per_s: f64 },
+    /// Holders finish their cycle, release, and leave; answer `SeatsStopped`.
+    SeatsStop,
+    /// Where the watchers' maps are against the store's `version`; answer
+    /// `SeatsAt`.
+    SeatsProbe { version: u64 },
+    /// Compare every watcher's map with the store's; answer `SeatsVerified`.
+    SeatsVerify { version: u64, status: String },
 }
 
 /// Who this worker's buyers are and where they connect from.
@@ -57,6 +70,28 @@ pub struct CrowdSpec {
     pub ramp_deadline_ms: u64,
 }
 
+/// One worker's part of the seat-map benchmark.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeatsSpec {
+    /// Buyers who only watch the map.
+    pub watchers: Buyers,
+    /// Buyers who join (admitted at once), then hold and release seats.
+    pub holders: Buyers,
+    /// Seat ids in compact-map order (the order of `status`).
+    pub ids: Vec<String>,
+    /// The store's map when the run began, one letter per seat.
+    pub initial: String,
+    /// This worker owns (is the only one to hold) the seats whose index is
+    /// `worker` modulo `workers`, so it knows the exact order of their
+    /// changes and can time what its watchers see against its holders.
+    pub worker: usize,
+    pub workers: usize,
+    /// A hold is released after a uniformly random time in this range.
+    pub hold_ms: (u64, u64),
+    pub ramp_deadline_ms: u64,
+    pub seed: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PollSpec {
     pub buyers: Buyers,
@@ -74,7 +109,102 @@ pub enum Report {
     Closed { closed: u64, forced: u64 },
     PollReady { ready: u64, failed: u64, errors: BTreeMap<String, u64> },
     Polled(PollReport),
+    SeatsReady(SeatsReadyReport),
+    SeatsStopped(HolderReport),
+    SeatsAt(SeatsAt),
+    SeatsVerified(WatchReport),
     Error { message: String },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SeatsReadyReport {
+    pub watchers: u64,
+    pub watching: u64,
+    pub holders: u64,
+    pub admitted: u64,
+    pub failed: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// TCP connect + upgrade + hello, watchers and holders.
+    pub connect_us: Histogram,
+    /// `watch` sent → its `seatmap`.
+    pub snapshot_us: Histogram,
+    /// Lowest and highest snapshot version the watchers started from.
+    pub versions: Option<(u64, u64)>,
+}
+
+/// What the holders did between `SeatsStart` and `SeatsStop`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct HolderReport {
+    /// `SeatsStart` → `SeatsStop`, seconds.
+    pub window_s: f64,
+    pub holds_sent: u64,
+    pub holds_ok: u64,
+    /// `seat_unavailable` answers (contention).
+    pub unavailable: u64,
+    pub releases_ok: u64,
+    /// `released` that named no seat (the hold was already gone).
+    pub releases_empty: u64,
+    /// Other failures by cause (error codes, time-outs, closed sockets).
+    pub errors: BTreeMap<String, u64>,
+    /// Pacing tokens dropped because every holder was busy (the rate was
+    /// more than the holders could do).
+    pub tokens_dropped: u64,
+    /// Times a holder found none of this worker's seats free.
+    pub no_free_seat: u64,
+    pub hold_us: Histogram,
+    pub release_us: Histogram,
+    /// Holders still in a cycle when stopping gave up.
+    pub stuck: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SeatsAt {
+    pub at: u64,
+    pub behind: u64,
+    pub ahead: u64,
+    /// Waiting for a fresh snapshot (after a gap).
+    pub awaiting: u64,
+    pub closed: u64,
+}
+
+/// What the watchers saw, and whether their maps ended equal to the store's.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct WatchReport {
+    pub watchers: u64,
+    pub open: u64,
+    pub matched: u64,
+    pub mismatched: u64,
+    /// A few mismatches, for a human.
+    pub examples: Vec<String>,
+    /// Close reasons of watchers the server (or the network) closed.
+    pub closed: BTreeMap<String, u64>,
+    /// Counted from `SeatsStart` to `SeatsStop`.
+    pub window_frames: u64,
+    pub window_changes: u64,
+    pub window_bytes: u64,
+    pub window_s: f64,
+    /// Over the whole run.
+    pub frames: u64,
+    pub changes: u64,
+    /// Seat maps the server pushed unasked (the watcher had fallen behind).
+    pub resyncs: u64,
+    /// Version gaps seen (each answered by a fresh `watch`).
+    pub gaps: u64,
+    pub scan_errors: u64,
+    pub server_errors: BTreeMap<String, u64>,
+    /// Distinct `seats` frames parsed (others were byte-equal to one).
+    pub frames_parsed: u64,
+    /// Watchers that timed every change of our seats to the end.
+    pub timed_watchers: u64,
+    /// A watched change of our seat → the holder's `held`/`released` reply.
+    pub delay_us: Histogram,
+    /// The same from when the holder sent its request.
+    pub delay_from_send_us: Histogram,
+    /// Changes seen before the holder had its reply (counted as 0 above).
+    pub before_reply: u64,
+    /// Changes that did not fit our holders' record (the watcher stopped
+    /// timing); should be 0.
+    pub timing_anomalies: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ use tokio::task::LocalSet;
 
 use crate::crowd::Crowd;
 use crate::pollers::Pollers;
+use crate::seatcrowd::SeatCrowd;
 use crate::wire::{Command, Report};
 
 /// Writes one report line. A failed write means the coordinator is gone;
@@ -37,6 +38,7 @@ async fn serve() -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut crowd: Option<Rc<Crowd>> = None;
     let mut pollers: Option<Rc<Pollers>> = None;
+    let mut seats: Option<Rc<SeatCrowd>> = None;
     while let Some(line) = lines.next_line().await.context("cannot read commands from stdin")? {
         let cmd: Command = match serde_json::from_str(&line) {
             Ok(cmd) => cmd,
@@ -69,10 +71,13 @@ async fn serve() -> anyhow::Result<()> {
                 Some(c) => emit(&Report::Held(c.hold_end())),
                 None => emit_error(&anyhow::anyhow!("hold_end without sockets")),
             },
-            Command::CloseSockets => match crowd.take().map(Rc::try_unwrap) {
-                Some(Ok(c)) => emit(&c.close().await),
-                Some(Err(_)) => emit_error(&anyhow::anyhow!("close_sockets while the ramp is still running")),
-                None => emit(&Report::Closed { closed: 0, forced: 0 }),
+            Command::CloseSockets => match (crowd.take().map(Rc::try_unwrap), seats.take().map(Rc::try_unwrap)) {
+                (Some(Ok(c)), _) => emit(&c.close().await),
+                (_, Some(Ok(c))) => emit(&c.close().await),
+                (Some(Err(_)), _) | (_, Some(Err(_))) => {
+                    emit_error(&anyhow::anyhow!("close_sockets while the ramp is still running"))
+                }
+                (None, None) => emit(&Report::Closed { closed: 0, forced: 0 }),
             },
             Command::StartPolling(spec) => match Pollers::start(&spec) {
                 Ok(p) => {
@@ -88,10 +93,45 @@ async fn serve() -> anyhow::Result<()> {
                 Some(Err(_)) => emit_error(&anyhow::anyhow!("stop_polling while the ramp is still running")),
                 None => emit_error(&anyhow::anyhow!("stop_polling without pollers")),
             },
+            Command::SeatsOpen(spec) => match SeatCrowd::start(&spec) {
+                Ok(c) => {
+                    let c = Rc::new(c);
+                    seats = Some(c.clone());
+                    let deadline = Duration::from_millis(spec.ramp_deadline_ms);
+                    tokio::task::spawn_local(async move {
+                        let report = c.ramp(deadline, emit).await;
+                        emit(&Report::SeatsReady(report));
+                    });
+                }
+                Err(e) => emit_error(&e),
+            },
+            Command::SeatsStart { rate_per_s } => match &seats {
+                Some(c) => c.start_holding(rate_per_s),
+                None => emit_error(&anyhow::anyhow!("seats_start without seat sockets")),
+            },
+            Command::SeatsStop => match seats.clone() {
+                // Answered from a task so that stdin (and the coordinator's
+                // end) is still read while holders drain.
+                Some(c) => {
+                    tokio::task::spawn_local(async move { emit(&Report::SeatsStopped(c.stop_holding().await)) });
+                }
+                None => emit_error(&anyhow::anyhow!("seats_stop without seat sockets")),
+            },
+            Command::SeatsProbe { version } => match &seats {
+                Some(c) => emit(&Report::SeatsAt(c.probe(version))),
+                None => emit_error(&anyhow::anyhow!("seats_probe without seat sockets")),
+            },
+            Command::SeatsVerify { version, status } => match &seats {
+                Some(c) => emit(&Report::SeatsVerified(c.verify(version, &status))),
+                None => emit_error(&anyhow::anyhow!("seats_verify without seat sockets")),
+            },
         }
     }
     // The coordinator is gone: close what is open, quickly, and leave.
     if let Some(Ok(c)) = crowd.map(Rc::try_unwrap) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+    }
+    if let Some(Ok(c)) = seats.map(Rc::try_unwrap) {
         let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
     }
     if let Some(Ok(p)) = pollers.map(Rc::try_unwrap) {
