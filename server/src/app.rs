@@ -10,8 +10,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
 use axum::serve::ListenerExt;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -148,9 +146,7 @@ async fn build(cfg: ServerConfig) -> Result<Arc<Ctx>, StartError> {
     }
     let (queue, seats): (Arc<dyn WaitingRoom>, Arc<dyn SeatStore>) = match &cfg.redis_url {
         Some(url) => {
-            let conn = ConnectionManager::new(redis::Client::open(url.as_str()).map_err(StoreError::from)?)
-                .await
-                .map_err(StoreError::from)?;
+            let conn = crate::store::redis_connection(url).await?;
             (
                 Arc::new(RedisWaitingRoom::with_connection(conn.clone(), &cfg.redis_prefix)),
                 Arc::new(RedisSeatStore::new(conn, &cfg.redis_prefix)),

@@ -21,6 +21,11 @@ use tracing::{info, warn};
 use super::{BusError, BusEvent, SeatBus, Subscription};
 use crate::store::seats::SeatDiff;
 
+/// How long a broker may hold an empty fetch. librdkafka's default (500 ms)
+/// is latency every watcher would see when the topic is quiet; some brokers
+/// (librdkafka's mock among them) always wait it out.
+const FETCH_WAIT_MS: &str = "10";
+
 /// How long a publish may wait for the brokers before the relay retries.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -96,6 +101,7 @@ impl SeatBus for KafkaBus {
             .set("auto.offset.reset", "latest")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", FETCH_WAIT_MS)
             .create()?;
         consumer.subscribe(&[&self.topic])?;
         Ok(Box::new(KafkaSubscription { consumer }))

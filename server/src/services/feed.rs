@@ -44,7 +44,7 @@ struct Live {
     cache: [Option<Utf8Bytes>; 2],
     /// A gap was seen: the replica must be reloaded from the store.
     stale: bool,
-    /// The store's version at the last probe, with the replica's then.
+    /// The published version at the last probe, with the replica's then.
     probe: Option<(u64, u64)>,
     idle_since: Option<i64>,
 }
@@ -210,18 +210,28 @@ impl Feed {
     }
 
     /// Sends each live event's batched changes to its watchers as one
-    /// `seats` frame. A watcher with a full queue falls behind and is
-    /// caught up with a snapshot later.
+    /// `seats` frame — or, to compact watchers, the compact snapshot when
+    /// that is smaller (after a burst). A watcher with a full queue falls
+    /// behind and is caught up with a snapshot later.
     pub fn flush(&self, now_ms: i64) {
         let mut events = self.lock();
         for (event, live) in events.iter_mut() {
             if live.pending.is_empty() {
                 continue;
             }
-            let frame: Utf8Bytes = seats_frame(event, live.replica.version, &live.pending).into();
+            let diff: Utf8Bytes = seats_frame(event, live.replica.version, &live.pending).into();
             live.pending.clear();
+            // The compact map has a letter per seat, so only a diff longer
+            // than that can lose to it.
+            let compact_map = (diff.len() > live.layout.len())
+                .then(|| live.snapshot(Format::Compact))
+                .filter(|map| map.len() < diff.len());
             for w in live.watchers.iter_mut().filter(|w| w.behind_since.is_none()) {
-                if w.peer.outbox.push(frame.clone()) == Err(PushError::Full) {
+                let frame = match (&compact_map, w.format) {
+                    (Some(map), Format::Compact) => map.clone(),
+                    _ => diff.clone(),
+                };
+                if w.peer.outbox.push(frame) == Err(PushError::Full) {
                     w.behind_since = Some(now_ms);
                 }
             }
@@ -248,18 +258,18 @@ impl Feed {
         chores
     }
 
-    /// Records the store's version. A replica behind the store at two
-    /// probes in a row without moving has missed diffs: resync it.
-    pub fn probed(&self, event: &str, store_version: u64) -> bool {
+    /// Records the version the relay has published. A replica behind it at
+    /// two probes in a row without moving has missed diffs: resync it.
+    pub fn probed(&self, event: &str, published: u64) -> bool {
         let mut events = self.lock();
         let Some(live) = events.get_mut(event) else { return false };
         let ours = live.replica.version;
-        if store_version <= ours {
+        if published <= ours {
             live.probe = None;
             return false;
         }
         let missed = matches!(live.probe, Some((_, before)) if before == ours);
-        live.probe = Some((store_version, ours));
+        live.probe = Some((published, ours));
         if missed {
             live.stale = true;
         }
@@ -399,6 +409,28 @@ mod tests {
         }
         assert!(closed);
         assert_eq!(f.watcher_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_burst_bigger_than_the_compact_map_goes_out_as_the_map() {
+        let (f, e) = feed();
+        let compact = Peer::new(8);
+        let full = Peer::new(8);
+        f.watch(&e, &compact, Format::Compact, None);
+        f.watch(&e, &full, Format::Full, None);
+        let seats: Vec<String> = (1..=24).flat_map(|n| (1..=20).map(move |r| format!("A-{r}-{n}"))).collect();
+        let refs: Vec<&str> = seats.iter().map(String::as_str).collect();
+        f.apply(&diff(5 + refs.len() as u64, &refs));
+        f.flush(0);
+        let got = frames(&compact, 2).await;
+        assert_eq!((got[1]["type"].as_str(), got[1]["version"].as_u64()), (Some("seatmap"), Some(485)));
+        let got = frames(&full, 2).await;
+        assert_eq!(got[1]["type"], "seats", "the full map is bigger than the diff");
+        assert_eq!(got[1]["changes"].as_array().unwrap().len(), 480);
+        // A small change stays a diff for everyone.
+        f.apply(&diff(486, &["B-1-1"]));
+        f.flush(0);
+        assert_eq!(frames(&compact, 1).await[0]["type"], "seats");
     }
 
     #[test]

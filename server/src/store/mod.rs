@@ -35,3 +35,15 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How long a Redis reply may take. redis-rs gives up after 500 ms by
+/// default; under a surge a hold script may still be queued behind others,
+/// and a client told "unavailable" for a hold that did happen would be left
+/// with a hold it does not know of.
+const REDIS_RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A self-reconnecting, multiplexed Redis connection.
+pub async fn redis_connection(url: &str) -> StoreResult<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
+    Ok(redis::aio::ConnectionManager::new_with_config(redis::Client::open(url)?, config).await?)
+}

@@ -18,10 +18,14 @@ use crate::store::seats::Cause;
 use crate::ws::protocol::encode;
 
 const MAINTAIN_EVERY: Duration = Duration::from_millis(500);
-/// Watchers get at most one `seats` frame per event this often: under load
-/// this bounds frames per socket (and their syscalls) while the first change
-/// after a quiet spell still goes out at once.
-const FLUSH_EVERY: Duration = Duration::from_millis(25);
+/// Watchers get at most one `seats` frame per event per flush interval:
+/// under load this bounds frames per socket, whose cost (a write, a wake-up)
+/// dominates fan-out, while the first change after a quiet spell still goes
+/// out at once. The interval grows with the number of watchers so that one
+/// round of writes fits in it.
+fn flush_every(watchers: usize) -> Duration {
+    Duration::from_micros((watchers as u64 * 10).clamp(25_000, 100_000))
+}
 /// Diffs applied in one go before the loop looks at its timers again.
 const MAX_BATCH: usize = 1_000;
 
@@ -39,7 +43,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     };
     let mut maintenance = tokio::time::interval(MAINTAIN_EVERY);
     maintenance.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_flush = Instant::now() - FLUSH_EVERY;
+    let mut last_flush = Instant::now() - flush_every(0);
     let mut flush_at: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -65,7 +69,7 @@ pub async fn run(ctx: Arc<Ctx>) {
                     batched += 1;
                 }
                 if flush_at.is_none() {
-                    let due = last_flush + FLUSH_EVERY;
+                    let due = last_flush + flush_every(ctx.feed.watcher_count());
                     if due <= Instant::now() {
                         ctx.feed.flush(ctx.clock.now_ms());
                         last_flush = Instant::now();
@@ -105,7 +109,9 @@ async fn maintain(ctx: &Ctx) {
     let chores = ctx.feed.maintain(now);
     let mut resync = chores.resync;
     for (id, _) in chores.probe {
-        match ctx.seats.version(&id).await {
+        // Against what was published, not what the store has: a relay that
+        // lags under load is not a lost diff.
+        match ctx.seats.relayed_version(&id).await {
             Ok(version) if ctx.feed.probed(&id, version) => resync.push(id),
             Ok(_) => {}
             Err(e) => warn!(event = %id, error = %e, "seat version probe failed"),

@@ -52,11 +52,11 @@ async fn relay(ctx: &Ctx, id: &EventId, cursors: &mut HashMap<EventId, String>) 
     for _ in 0..BATCHES_PER_POLL {
         let entries = ctx.seats.log_after(id, &cursor, BATCH).await?;
         let Some(last) = entries.last() else { break };
-        let last = last.cursor.clone();
+        let (last, version) = (last.cursor.clone(), last.diff.version);
         let diffs: Vec<SeatDiff> = entries.into_iter().map(|e| e.diff).collect();
         ctx.bus.publish(&diffs).await?;
         ctx.metrics.diffs_relayed.add(diffs.len() as u64);
-        ctx.seats.save_relay_cursor(id, &last).await?;
+        ctx.seats.save_relay_cursor(id, &last, version).await?;
         cursor = last;
         cursors.insert(id.clone(), cursor.clone());
         if (diffs.len() as u64) < BATCH {

@@ -148,8 +148,10 @@ async fn the_log_and_versions_tell_every_change_in_order<S: SeatStore>(s: S) {
     let two = s.log_after(EVENT, LOG_START, 2).await.unwrap();
     assert_eq!(two, log[..2].to_vec());
     assert!(s.log_after(EVENT, &log[3].cursor, 100).await.unwrap().is_empty());
-    s.save_relay_cursor(EVENT, &log[1].cursor).await.unwrap();
+    assert_eq!(s.relayed_version(EVENT).await.unwrap(), 0);
+    s.save_relay_cursor(EVENT, &log[1].cursor, log[1].diff.version).await.unwrap();
     assert_eq!(s.relay_cursor(EVENT).await.unwrap(), log[1].cursor);
+    assert_eq!(s.relayed_version(EVENT).await.unwrap(), 3);
     // The snapshot is at the last logged version.
     let snap = s.snapshot(EVENT).await.unwrap();
     assert_eq!(snap.version, 5);

@@ -27,7 +27,7 @@ struct EventSeats {
     version: u64,
     log: VecDeque<(u64, SeatDiff)>,
     next_entry: u64,
-    relay: Option<String>,
+    relay: Option<(String, u64)>,
 }
 
 impl EventSeats {
@@ -186,12 +186,16 @@ impl SeatStore for MemorySeatStore {
     }
 
     async fn relay_cursor(&self, event: &str) -> StoreResult<String> {
-        Ok(self.with(event, |e| e.relay.clone().unwrap_or_else(|| LOG_START.into())))
+        Ok(self.with(event, |e| e.relay.as_ref().map_or_else(|| LOG_START.into(), |(c, _)| c.clone())))
     }
 
-    async fn save_relay_cursor(&self, event: &str, cursor: &str) -> StoreResult<()> {
-        self.with(event, |e| e.relay = Some(cursor.to_owned()));
+    async fn save_relay_cursor(&self, event: &str, cursor: &str, version: u64) -> StoreResult<()> {
+        self.with(event, |e| e.relay = Some((cursor.to_owned(), version)));
         Ok(())
+    }
+
+    async fn relayed_version(&self, event: &str) -> StoreResult<u64> {
+        Ok(self.with(event, |e| e.relay.as_ref().map_or(0, |(_, v)| *v)))
     }
 }
 

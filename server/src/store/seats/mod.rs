@@ -147,5 +147,12 @@ pub trait SeatStore: Send + Sync + 'static {
     /// Where the relay got to.
     async fn relay_cursor(&self, event: &str) -> StoreResult<String>;
 
-    async fn save_relay_cursor(&self, event: &str, cursor: &str) -> StoreResult<()>;
+    /// Records how far the relay got: the log cursor and the version of the
+    /// last diff it published.
+    async fn save_relay_cursor(&self, event: &str, cursor: &str, version: u64) -> StoreResult<()>;
+
+    /// The version of the last diff the relay published; replicas behind it
+    /// have missed something on the bus, replicas behind only the store have
+    /// not had it yet.
+    async fn relayed_version(&self, event: &str) -> StoreResult<u64>;
 }

@@ -21,6 +21,7 @@ struct Keys {
     version: String,
     log: String,
     relay: String,
+    relayed: String,
     user_prefix: String,
 }
 
@@ -100,8 +101,7 @@ impl RedisSeatStore {
     }
 
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
-        Ok(Self::new(conn, prefix))
+        Ok(Self::new(crate::store::redis_connection(url).await?, prefix))
     }
 
     fn keys(&self, event: &str) -> Keys {
@@ -112,6 +112,7 @@ impl RedisSeatStore {
             version: format!("{base}:version"),
             log: format!("{base}:log"),
             relay: format!("{base}:relay"),
+            relayed: format!("{base}:relayed"),
             user_prefix: format!("{base}:u:"),
         }
     }
@@ -255,9 +256,15 @@ impl SeatStore for RedisSeatStore {
         Ok(cursor.unwrap_or_else(|| LOG_START.into()))
     }
 
-    async fn save_relay_cursor(&self, event: &str, cursor: &str) -> StoreResult<()> {
-        let () = self.conn.clone().set(self.keys(event).relay, cursor).await?;
+    async fn save_relay_cursor(&self, event: &str, cursor: &str, version: u64) -> StoreResult<()> {
+        let k = self.keys(event);
+        let () = self.conn.clone().mset(&[(k.relay, cursor.to_owned()), (k.relayed, version.to_string())]).await?;
         Ok(())
+    }
+
+    async fn relayed_version(&self, event: &str) -> StoreResult<u64> {
+        let v: Option<u64> = self.conn.clone().get(self.keys(event).relayed).await?;
+        Ok(v.unwrap_or(0))
     }
 }
 

@@ -77,9 +77,7 @@ impl RedisWaitingRoom {
     /// Connects (retrying in the background after a drop) and loads nothing
     /// eagerly: scripts are sent by hash and loaded on first use.
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
-        Ok(Self::with_connection(conn, prefix))
+        Ok(Self::with_connection(crate::store::redis_connection(url).await?, prefix))
     }
 
     pub fn with_connection(conn: ConnectionManager, prefix: &str) -> Self {
