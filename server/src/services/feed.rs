@@ -211,7 +211,8 @@ impl Feed {
 
     /// Sends each live event's batched changes to its watchers as one
     /// `seats` frame — or, to compact watchers, the compact snapshot when
-    /// that is smaller (after a burst). A watcher with a full queue falls
+    /// the diff is more than twice its size (a burst, a stall): cheaper to
+    /// send, and it bounds how large a frame a socket ever buffers. A watcher with a full queue falls
     /// behind and is caught up with a snapshot later.
     pub fn flush(&self, now_ms: i64) {
         let mut events = self.lock();
@@ -222,10 +223,10 @@ impl Feed {
             let diff: Utf8Bytes = seats_frame(event, live.replica.version, &live.pending).into();
             live.pending.clear();
             // The compact map has a letter per seat, so only a diff longer
-            // than that can lose to it.
-            let compact_map = (diff.len() > live.layout.len())
+            // than twice that can lose to it.
+            let compact_map = (diff.len() > 2 * live.layout.len())
                 .then(|| live.snapshot(Format::Compact))
-                .filter(|map| map.len() < diff.len());
+                .filter(|map| 2 * map.len() < diff.len());
             for w in live.watchers.iter_mut().filter(|w| w.behind_since.is_none()) {
                 let frame = match (&compact_map, w.format) {
                     (Some(map), Format::Compact) => map.clone(),
@@ -418,17 +419,21 @@ mod tests {
         let full = Peer::new(8);
         f.watch(&e, &compact, Format::Compact, None);
         f.watch(&e, &full, Format::Full, None);
-        let seats: Vec<String> = (1..=24).flat_map(|n| (1..=20).map(move |r| format!("A-{r}-{n}"))).collect();
+        // Every seat of three sections: far more diff than compact map.
+        let seats: Vec<String> = ["A", "B", "C"]
+            .iter()
+            .flat_map(|s| (1..=24).flat_map(move |n| (1..=20).map(move |r| format!("{s}-{r}-{n}"))))
+            .collect();
         let refs: Vec<&str> = seats.iter().map(String::as_str).collect();
         f.apply(&diff(5 + refs.len() as u64, &refs));
         f.flush(0);
         let got = frames(&compact, 2).await;
-        assert_eq!((got[1]["type"].as_str(), got[1]["version"].as_u64()), (Some("seatmap"), Some(485)));
+        assert_eq!((got[1]["type"].as_str(), got[1]["version"].as_u64()), (Some("seatmap"), Some(1_445)));
         let got = frames(&full, 2).await;
         assert_eq!(got[1]["type"], "seats", "the full map is bigger than the diff");
-        assert_eq!(got[1]["changes"].as_array().unwrap().len(), 480);
+        assert_eq!(got[1]["changes"].as_array().unwrap().len(), 1_440);
         // A small change stays a diff for everyone.
-        f.apply(&diff(486, &["B-1-1"]));
+        f.apply(&diff(1_446, &["D-1-1"]));
         f.flush(0);
         assert_eq!(frames(&compact, 1).await[0]["type"], "seats");
     }
