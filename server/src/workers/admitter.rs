@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use crate::app::Ctx;
@@ -33,8 +32,7 @@ struct EventAdmitter {
 }
 
 pub async fn run(ctx: Arc<Ctx>) {
-    let mut interval = tokio::time::interval(Duration::from_millis(ctx.cfg.admit_tick_ms));
-    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut interval = super::ticker(Duration::from_millis(ctx.cfg.admit_tick_ms));
     let mut events: HashMap<EventId, EventAdmitter> = HashMap::new();
     loop {
         tokio::select! {

@@ -12,7 +12,7 @@ use crate::app::Ctx;
 const SQL_RELOAD_EVERY: u32 = 10;
 
 pub async fn run(ctx: Arc<Ctx>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut interval = super::ticker(Duration::from_secs(1));
     let mut round: u32 = 0;
     loop {
         tokio::select! {

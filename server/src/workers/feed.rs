@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::app::Ctx;
@@ -41,8 +41,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             return;
         }
     };
-    let mut maintenance = tokio::time::interval(MAINTAIN_EVERY);
-    maintenance.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut maintenance = super::ticker(MAINTAIN_EVERY);
     let mut last_flush = Instant::now() - flush_every(0);
     let mut flush_at: Option<Instant> = None;
     loop {

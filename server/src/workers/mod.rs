@@ -15,6 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
+/// A periodic tick for a worker loop. A late tick is not made up for with a
+/// burst: after a stall the worker simply carries on at its pace.
+pub fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
+}
+
 /// What a worker's step can fail with; the step is retried.
 #[derive(Debug, Error)]
 pub enum WorkerError {

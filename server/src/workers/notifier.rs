@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::MissedTickBehavior;
 use tracing::warn;
 
 use crate::app::Ctx;
@@ -17,8 +16,7 @@ use crate::ws::protocol::{Left, encode};
 const STATUS_CHUNK: usize = 2_000;
 
 pub async fn run(ctx: Arc<Ctx>) {
-    let mut interval = tokio::time::interval(Duration::from_millis(ctx.cfg.notify_tick_ms));
-    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut interval = super::ticker(Duration::from_millis(ctx.cfg.notify_tick_ms));
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,

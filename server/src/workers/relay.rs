@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::MissedTickBehavior;
 use tracing::warn;
 
 use super::WorkerError;
@@ -24,8 +23,7 @@ const BATCH: u64 = 500;
 const BATCHES_PER_POLL: usize = 8;
 
 pub async fn run(ctx: Arc<Ctx>) {
-    let mut interval = tokio::time::interval(POLL);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut interval = super::ticker(POLL);
     let mut cursors: HashMap<EventId, String> = HashMap::new();
     loop {
         tokio::select! {

@@ -10,7 +10,8 @@ use redis::{AsyncCommands, Script, Value};
 use super::{Cause, Held, HoldRefused, LOG_START, LogEntry, Released, SeatDiff, SeatStore, Snapshot};
 use crate::domain::UserId;
 use crate::domain::seats::SeatStatus;
-use crate::store::{StoreError, StoreResult};
+use crate::store::StoreResult;
+use crate::store::redis_reply::{corrupt, int, text};
 
 /// Approximate length the change log is trimmed to.
 const LOG_MAXLEN: u64 = 100_000;
@@ -38,18 +39,6 @@ pub struct RedisSeatStore {
     release: Script,
     expire: Script,
     snapshot: Script,
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn text(v: &Value) -> StoreResult<String> {
-    redis::from_redis_value_ref::<String>(v).map_err(corrupt)
-}
-
-fn int(v: &Value) -> StoreResult<i64> {
-    redis::from_redis_value_ref::<i64>(v).map_err(corrupt)
 }
 
 /// One stream entry `[id, [field, value, …]]` as a log entry.

@@ -13,7 +13,8 @@ use redis::{AsyncCommands, Script, Value};
 use super::{JoinOutcome, Lease, PlaceStatus, StatusBatch, TickOutcome, WaitingRoom};
 use crate::domain::UserId;
 use crate::domain::queue::{QueueSettings, RateStats};
-use crate::store::{StoreError, StoreResult};
+use crate::store::StoreResult;
+use crate::store::redis_reply::{corrupt, int};
 
 struct Scripts {
     join: Script,
@@ -41,14 +42,6 @@ pub struct RedisWaitingRoom {
     conn: ConnectionManager,
     prefix: String,
     scripts: Scripts,
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn int(v: &Value) -> StoreResult<i64> {
-    redis::from_redis_value_ref::<i64>(v).map_err(corrupt)
 }
 
 fn strings(v: Value) -> StoreResult<Vec<UserId>> {
