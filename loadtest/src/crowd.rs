@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::client_async_with_config;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
+use crate::crowdkit::{self, CLOSE_TIMEOUT, RampState, Ws, polite_close, ws_config};
+use crate::net::io_category;
 use crate::stats::Histogram;
 use crate::tokens::Minter;
 use crate::wire::{CrowdSpec, HoldReport, JoinReport, Report, unix_us};
@@ -30,25 +30,11 @@ use crate::{host, net};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// `join` sent → reply.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// A polite close waits this long for the server's close frame.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The protocol's promise: a waiting socket hears from the server at least
 /// this often.
 pub const PUSH_PROMISE_US: u64 = 2_000_000;
 /// Our only request id: each socket sends exactly one request.
 const JOIN_REQ: u64 = 1;
-
-type Ws = WebSocketStream<TcpStream>;
-
-/// Server frames ship a few hundred bytes; tungstenite's default 128 KiB
-/// read buffer per socket would make the load generator the memory hog.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(1 << 20))
-        .max_frame_size(Some(1 << 20))
-}
 
 /// Just the fields we act on; `&str` borrows from the frame, so parsing a
 /// push allocates nothing beyond tungstenite's own frame buffer.
@@ -208,22 +194,16 @@ impl Crowd {
     /// or failed, or `deadline` passed; then the join figures.
     pub async fn ramp(&self, deadline: Duration, emit: impl Fn(&Report)) -> JoinReport {
         let s = &self.shared;
-        let end = Instant::now() + deadline;
-        let mut last_emit = Instant::now();
-        loop {
-            let (connected, joined, failed, settled) = {
-                let c = s.counters.borrow();
-                (c.connected, c.joined, c.failed, c.joined + c.failed + c.admitted)
-            };
-            if settled >= s.count || Instant::now() >= end {
-                break;
+        crowdkit::ramp(deadline, emit, || {
+            let c = s.counters.borrow();
+            RampState {
+                connected: c.connected,
+                joined: c.joined,
+                failed: c.failed,
+                through: c.joined + c.failed + c.admitted >= s.count,
             }
-            if last_emit.elapsed() >= Duration::from_secs(1) {
-                emit(&Report::Progress { connected, joined, failed });
-                last_emit = Instant::now();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
         let mut c = s.counters.borrow_mut();
         JoinReport {
             requested: s.count,
@@ -280,17 +260,8 @@ impl Crowd {
     /// Closes every socket (politely, bounded) and waits for the tasks.
     pub async fn close(self) -> Report {
         let _ = self.stop.send(true);
-        let total = self.tasks.len() as u64;
         let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT + Duration::from_secs(5);
-        let mut forced = 0;
-        for task in self.tasks {
-            let abort = task.abort_handle();
-            if tokio::time::timeout_at(deadline, task).await.is_err() {
-                abort.abort();
-                forced += 1;
-            }
-        }
-        Report::Closed { closed: total - forced, forced }
+        crowdkit::end_tasks(self.tasks, deadline).await
     }
 }
 
@@ -335,15 +306,7 @@ impl SocketCtx {
         }
         drop(permit);
         self.listen(&mut ws).await;
-        // Polite close, bounded: send ours, read until the server's.
-        let _ = timeout(CLOSE_TIMEOUT, async {
-            ws.close(None).await?;
-            while let Some(msg) = ws.next().await {
-                msg?;
-            }
-            Ok::<_, tungstenite::Error>(())
-        })
-        .await;
+        polite_close(&mut ws).await;
     }
 
     async fn connect(&self, url: &str) -> Result<Ws, &'static str> {
@@ -445,19 +408,6 @@ fn join_error(code: Option<&str>) -> &'static str {
         Some("unauthorized") => "join: unauthorized",
         Some("unavailable") => "join: unavailable",
         _ => "join: other error",
-    }
-}
-
-/// A short, fixed cause for an I/O error, so error tallies stay bounded.
-pub fn io_category(e: &std::io::Error) -> &'static str {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        AddrNotAvailable | AddrInUse => "connect: no free local port (add --source-ips)",
-        ConnectionRefused => "connect: refused",
-        ConnectionReset => "connect: reset",
-        TimedOut => "connect: timed out",
-        _ if e.raw_os_error() == Some(24) => "connect: too many open files",
-        _ => "connect: other i/o error",
     }
 }
 

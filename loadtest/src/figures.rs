@@ -2,13 +2,11 @@
 //! figures: merged distributions, rates, per-socket and per-buyer costs,
 //! the target checks and the caveats. Pure: no I/O, no clocks.
 
-use std::collections::BTreeMap;
-
 use crate::report::{
     self, Config, HoldFigures, Host, Mark, PollFigures, ServerReadings, Summary, SurgeFigures, TargetCheck,
 };
 use crate::server::Sample;
-use crate::stats::Histogram;
+use crate::stats::{merged, tallies};
 use crate::wire::{HoldReport, JoinReport, PollReport};
 
 /// `/metrics` readings at the edges of the socket phases.
@@ -53,11 +51,6 @@ pub fn assemble(
     timeline: Vec<Sample>,
     marks: Vec<Mark>,
 ) -> Summary {
-    let merge = |hs: &mut dyn Iterator<Item = &Histogram>| {
-        let mut all = Histogram::new();
-        hs.for_each(|h| all.merge(h));
-        all
-    };
     let sum = |f: &dyn Fn(&JoinReport) -> u64| joins.iter().map(f).sum::<u64>();
     let joined = sum(&|j| j.joined);
     let first_sent = joins.iter().filter_map(|j| j.first_join_sent_unix_us).min();
@@ -68,27 +61,21 @@ pub fn assemble(
         _ => 0.0,
     };
     let surge_s = span(first_sent);
-    let mut errors = BTreeMap::new();
-    for j in joins {
-        for (k, v) in &j.errors {
-            *errors.entry(k.clone()).or_insert(0) += v;
-        }
-    }
     let surge = SurgeFigures {
         requested: sum(&|j| j.requested),
         joined,
         failed: sum(&|j| j.failed),
         admitted: sum(&|j| j.admitted),
         pending: sum(&|j| j.pending),
-        errors,
-        connect_ms: merge(&mut joins.iter().map(|j| &j.connect_us)).summary_ms(),
-        join_latency_ms: merge(&mut joins.iter().map(|j| &j.join_us)).summary_ms(),
+        errors: tallies(joins.iter().map(|j| &j.errors)),
+        connect_ms: merged(joins.iter().map(|j| &j.connect_us)).summary_ms(),
+        join_latency_ms: merged(joins.iter().map(|j| &j.join_us)).summary_ms(),
         surge_s,
         joins_per_s: if surge_s > 0.0 { joined as f64 / surge_s } else { 0.0 },
         ramp_s: span(first_connect),
     };
 
-    let hold_gap = merge(&mut holds.iter().map(|h| &h.hold_gap_us));
+    let hold_gap = merged(holds.iter().map(|h| &h.hold_gap_us));
     let waiting: u64 = holds.iter().map(|h| h.waiting).sum();
     let over_2s: u64 = holds.iter().map(|h| h.over_2s).sum();
     let rss_per_socket = if joined > 0 { (r.hold_end.rss_bytes - r.baseline.rss_bytes) / joined as f64 } else { 0.0 };
@@ -103,8 +90,8 @@ pub fn assemble(
         server_pushes_in_window: r.hold_end.position_pushes - r.hold_window_start.position_pushes,
         server_pushes_skipped_in_window: r.hold_end.pushes_skipped - r.hold_window_start.pushes_skipped,
         push_gap_ms: hold_gap.summary_ms(),
-        ramp_push_gap_ms: merge(&mut holds.iter().map(|h| &h.ramp_gap_us)).summary_ms(),
-        socket_worst_gap_ms: merge(&mut holds.iter().map(|h| &h.socket_max_gap_us)).summary_ms(),
+        ramp_push_gap_ms: merged(holds.iter().map(|h| &h.ramp_gap_us)).summary_ms(),
+        socket_worst_gap_ms: merged(holds.iter().map(|h| &h.socket_max_gap_us)).summary_ms(),
         sockets_over_2s: over_2s,
         push_gap_bars: report::bars(&hold_gap, report::BAR_MS),
         rss_baseline_bytes: r.baseline.rss_bytes,
@@ -121,12 +108,6 @@ pub fn assemble(
         let ready: u64 = reports.iter().map(|p| p.ready).sum();
         let cpu_s = end.cpu_s - start.cpu_s;
         let ok: u64 = reports.iter().map(|p| p.ok).sum();
-        let mut errors = BTreeMap::new();
-        for p in &reports {
-            for (k, v) in &p.errors {
-                *errors.entry(k.clone()).or_insert(0) += v;
-            }
-        }
         let figures = PollFigures {
             buyers: config.poll_buyers,
             ready,
@@ -137,9 +118,9 @@ pub fn assemble(
             bad_status: reports.iter().map(|p| p.bad_status).sum(),
             io_errors: reports.iter().map(|p| p.io_errors).sum(),
             reconnects: reports.iter().map(|p| p.reconnects).sum(),
-            errors,
-            post_latency_ms: merge(&mut reports.iter().map(|p| &p.post_us)).summary_ms(),
-            get_latency_ms: merge(&mut reports.iter().map(|p| &p.get_us)).summary_ms(),
+            errors: tallies(reports.iter().map(|p| &p.errors)),
+            post_latency_ms: merged(reports.iter().map(|p| &p.post_us)).summary_ms(),
+            get_latency_ms: merged(reports.iter().map(|p| &p.get_us)).summary_ms(),
             nominal_requests_per_s: ready as f64 * 1_000.0 / config.poll_interval_ms as f64,
             rss_bytes: end.rss_bytes,
             rss_per_buyer_bytes: if ready > 0 { (end.rss_bytes - before.rss_bytes) / ready as f64 } else { 0.0 },

@@ -15,7 +15,9 @@
 //! Every process runs a single-threaded runtime: the server under test
 //! shares the machine, so the load generator must stay lean.
 
+mod coordinator;
 mod crowd;
+mod crowdkit;
 mod figures;
 mod host;
 mod http1;

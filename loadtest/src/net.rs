@@ -73,6 +73,20 @@ pub async fn connect_from(source: Ipv4Addr, target: SocketAddr) -> std::io::Resu
     Ok(stream)
 }
 
+/// A short, fixed cause for an I/O error of a connection (mostly from
+/// `connect_from`), so the crowds' error tallies stay bounded.
+pub fn io_category(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        AddrNotAvailable | AddrInUse => "connect: no free local port (add --source-ips)",
+        ConnectionRefused => "connect: refused",
+        ConnectionReset => "connect: reset",
+        TimedOut => "connect: timed out",
+        _ if e.raw_os_error() == Some(24) => "connect: too many open files",
+        _ => "connect: other i/o error",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, timeout};
 
-use crate::crowd::io_category;
+use crate::crowdkit;
 use crate::http1::{self, Conn};
+use crate::net::io_category;
 use crate::stats::Histogram;
 use crate::tokens::Minter;
 use crate::wire::{PollReport, PollSpec, Report};
@@ -105,12 +106,7 @@ impl Pollers {
     pub async fn stop(self) -> PollReport {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT + Duration::from_secs(2);
-        for task in self.tasks {
-            let abort = task.abort_handle();
-            if tokio::time::timeout_at(deadline, task).await.is_err() {
-                abort.abort();
-            }
-        }
+        let _ = crowdkit::end_tasks(self.tasks, deadline).await;
         let mut c = self.counters.borrow_mut();
         PollReport {
             ready: c.ready,

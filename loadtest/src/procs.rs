@@ -21,7 +21,17 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn spawn(n: usize) -> anyhow::Result<Self> {
+    /// Starts `n` workers, lets `drive` walk them through a run, and shuts
+    /// them down afterwards, also when `drive` failed: their stdin closes,
+    /// they close their sockets and exit; stragglers are killed and reaped.
+    pub async fn with<T>(n: usize, drive: impl AsyncFnOnce(&mut Workers) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut workers = Self::spawn(n)?;
+        let outcome = drive(&mut workers).await;
+        workers.shutdown().await;
+        outcome
+    }
+
+    fn spawn(n: usize) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find our own executable to start workers")?;
         let (tx, reports) = mpsc::unbounded_channel();
         let (mut children, mut stdins) = (Vec::new(), Vec::new());
@@ -101,13 +111,25 @@ impl Workers {
         Ok(got.into_iter().flatten().collect())
     }
 
+    /// Has every worker close all its sockets; waits (bounded) until each
+    /// has.
+    pub async fn close_sockets(&mut self) -> anyhow::Result<()> {
+        self.send(|_| Command::CloseSockets).await?;
+        self.gather("close", Duration::from_secs(60), |r| match r {
+            Report::Closed { .. } => Some(()),
+            _ => None,
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The workers' process ids (for their CPU time).
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().filter_map(Child::id).collect()
     }
 
     /// Closes their stdin (which ends them) and reaps them, bounded.
-    pub async fn shutdown(mut self) {
+    async fn shutdown(mut self) {
         self.stdins.clear();
         for child in &mut self.children {
             // A worker closes its sockets (bounded by their close timeout)

@@ -1,7 +1,11 @@
-//! The results of a surge run and their three forms: a human summary on
+//! The reports of both benchmarks and their three forms: a human summary on
 //! stderr, a JSON document for machines, and a self-contained HTML page
-//! (inline CSS and SVG, no external assets) for people. It computes nothing
-//! about the run itself; `surge` fills the figures in.
+//! (inline CSS and SVG, no external assets) for people. This module owns
+//! what the two share (the host and target types, the formats of figures,
+//! the page's frame, tables and charts, and writing the files) and the
+//! surge run's own summary; `seatsreport` holds the seat-map run's. It
+//! computes nothing about a run itself; `figures` (and `seatsreport`) fill
+//! the figures in.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -296,26 +300,81 @@ pub fn text(s: &Summary) -> String {
             let _ = writeln!(o, "        {name} error: {why}: {n}");
         }
     }
-    for note in &s.notes {
-        let _ = writeln!(o, "note:   {note}");
-    }
-    let _ = writeln!(o, "targets:");
-    for t in &s.targets {
-        let _ =
-            writeln!(o, "  [{}] {}: {} (goal {})", if t.pass { "PASS" } else { "MISS" }, t.name, t.measured, t.goal);
-    }
+    notes_and_targets(&mut o, &s.notes, &s.targets);
     o
 }
 
-/// Writes `surge-<stamp>.json` and `.html` into `dir`; returns their paths.
-pub fn write(dir: &Path, stamp: &str, s: &Summary) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// The summary's closing lines: the caveats, then every target's PASS or
+/// MISS.
+pub(crate) fn notes_and_targets(o: &mut String, notes: &[String], targets: &[TargetCheck]) {
+    for note in notes {
+        let _ = writeln!(o, "note:   {note}");
+    }
+    let _ = writeln!(o, "targets:");
+    for t in targets {
+        let _ =
+            writeln!(o, "  [{}] {}: {} (goal {})", if t.pass { "PASS" } else { "MISS" }, t.name, t.measured, t.goal);
+    }
+}
+
+/// A benchmark's summary, as `publish` writes it.
+pub trait Document: Serialize {
+    /// The benchmark (`surge`, `seats`): the report files' prefix.
+    const KIND: &'static str;
+    /// When the run started and finished (`now_rfc3339`).
+    fn set_times(&mut self, started_at: String, finished_at: String);
+    /// The human summary, also the opening of the HTML page.
+    fn text(&self) -> String;
+    /// The self-contained HTML report.
+    fn page(&self) -> String;
+}
+
+impl Document for Summary {
+    const KIND: &'static str = "surge";
+
+    fn set_times(&mut self, started_at: String, finished_at: String) {
+        self.started_at = started_at;
+        self.finished_at = finished_at;
+    }
+
+    fn text(&self) -> String {
+        text(self)
+    }
+
+    fn page(&self) -> String {
+        page(self)
+    }
+}
+
+/// Now, the way reports give times: UTC, whole seconds, RFC 3339.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// Writes `<kind>-<stamp>.json` and `.html` into `dir`; returns their paths.
+pub fn write<D: Document>(dir: &Path, stamp: &str, d: &D) -> anyhow::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = dir.join(format!("surge-{stamp}.json"));
-    let html = dir.join(format!("surge-{stamp}.html"));
-    std::fs::write(&json, serde_json::to_string_pretty(s)?)
+    let json = dir.join(format!("{}-{stamp}.json", D::KIND));
+    let html = dir.join(format!("{}-{stamp}.html", D::KIND));
+    std::fs::write(&json, serde_json::to_string_pretty(d)?)
         .with_context(|| format!("cannot write {}", json.display()))?;
-    std::fs::write(&html, page(s)).with_context(|| format!("cannot write {}", html.display()))?;
+    std::fs::write(&html, d.page()).with_context(|| format!("cannot write {}", html.display()))?;
     Ok((json, html))
+}
+
+/// The end of a run that went well: stamps its times (finished now),
+/// prints the summary on stderr, writes the reports into `dir` (named after
+/// the finish time) and prints the JSON report's path on stdout.
+pub fn publish<D: Document>(dir: &Path, started_at: String, mut d: D) -> anyhow::Result<()> {
+    let finished_at = now_rfc3339();
+    let stamp = finished_at.replace(['-', ':'], "").replace('T', "-").trim_end_matches('Z').to_owned();
+    d.set_times(started_at, finished_at);
+    eprint!("{}", d.text());
+    let (json_path, html_path) = write(dir, &stamp, &d)?;
+    eprintln!("HTML report: {}", html_path.display());
+    println!("{}", json_path.display());
+    Ok(())
 }
 
 pub(crate) fn esc(s: &str) -> String {
@@ -430,6 +489,67 @@ pub(crate) fn timeline_chart(samples: &[Sample], marks: &[Mark]) -> String {
     o
 }
 
+/// The page's opening: its head and style sheet, then the heading `h1`
+/// (HTML) and which server and event were measured, when, by which qt-load.
+pub(crate) fn page_head(o: &mut String, kind: &str, h1: &str, url: &str, event: &str, started_at: &str, version: &str) {
+    let _ = writeln!(
+        o,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>qt-load {kind} {}</title><style>\
+         body{{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}}\
+         table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ddd;padding:.25em .6em;text-align:right}}\
+         th{{background:#f6f6f6;text-align:left}}.pass{{color:#1e8449;font-weight:600}}.miss{{color:#c0392b;font-weight:600}}\
+         pre{{background:#f6f6f6;padding:1em;overflow:auto}}.lbl{{font-size:11px;fill:#555}}\
+         </style></head><body>",
+        esc(started_at)
+    );
+    let _ = writeln!(
+        o,
+        "<h1>{h1}</h1><p>{} · event <code>{}</code> · {} · qt-load {version}</p>",
+        esc(url),
+        esc(event),
+        esc(started_at)
+    );
+}
+
+/// The target checks as a table, each marked PASS or MISS.
+pub(crate) fn targets_table(o: &mut String, targets: &[TargetCheck]) {
+    o.push_str("<h2>Targets</h2><table><tr><th>figure</th><th>goal</th><th>measured</th><th></th></tr>\n");
+    for t in targets {
+        let (class, word) = if t.pass { ("pass", "PASS") } else { ("miss", "MISS") };
+        let _ = writeln!(
+            o,
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
+            esc(t.name),
+            esc(&t.goal),
+            esc(&t.measured)
+        );
+    }
+    o.push_str("</table>\n");
+}
+
+/// Opens the table of distributions; `pct_row` adds its rows.
+pub(crate) fn distributions_head(o: &mut String) {
+    o.push_str("<h2>Distributions</h2><table><tr><th></th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
+}
+
+/// The server over the run (`timeline_chart`), then the human summary.
+pub(crate) fn timeline_and_summary(o: &mut String, samples: &[Sample], marks: &[Mark], text: &str) {
+    o.push_str("\n<h2>Server over the run</h2>\n");
+    o.push_str(&timeline_chart(samples, marks));
+    o.push_str("\n<h2>Summary</h2><pre>");
+    o.push_str(&esc(text));
+    o.push_str("</pre>\n");
+}
+
+/// The page's end: the run's configuration, the host and the server's
+/// figures as JSON under `heading`.
+pub(crate) fn page_end(o: &mut String, heading: &str, config: &impl Serialize, host: &Host, server: &impl Serialize) {
+    let _ = write!(o, "<h2>{heading}</h2><pre>");
+    let cfg = serde_json::json!({"config": config, "host": host, "server": server});
+    o.push_str(&esc(&serde_json::to_string_pretty(&cfg).unwrap_or_default()));
+    o.push_str("</pre></body></html>\n");
+}
+
 pub(crate) fn errors_list(o: &mut String, title: &str, errors: &BTreeMap<String, u64>) {
     if errors.is_empty() {
         return;
@@ -444,37 +564,10 @@ pub(crate) fn errors_list(o: &mut String, title: &str, errors: &BTreeMap<String,
 /// The self-contained HTML report.
 pub fn page(s: &Summary) -> String {
     let mut o = String::with_capacity(64 * 1024);
-    let _ = writeln!(
-        o,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>qt-load surge {}</title><style>\
-         body{{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}}\
-         table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ddd;padding:.25em .6em;text-align:right}}\
-         th{{background:#f6f6f6;text-align:left}}.pass{{color:#1e8449;font-weight:600}}.miss{{color:#c0392b;font-weight:600}}\
-         pre{{background:#f6f6f6;padding:1em;overflow:auto}}.lbl{{font-size:11px;fill:#555}}\
-         </style></head><body>",
-        esc(&s.started_at)
-    );
-    let _ = writeln!(
-        o,
-        "<h1>Waiting-room surge: {} sockets</h1><p>{} · event <code>{}</code> · {} · qt-load {}</p>",
-        s.config.sockets,
-        esc(&s.config.url),
-        esc(&s.config.event),
-        esc(&s.started_at),
-        s.version
-    );
-    o.push_str("<h2>Targets</h2><table><tr><th>figure</th><th>goal</th><th>measured</th><th></th></tr>\n");
-    for t in &s.targets {
-        let (class, word) = if t.pass { ("pass", "PASS") } else { ("miss", "MISS") };
-        let _ = writeln!(
-            o,
-            "<tr><th>{}</th><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
-            esc(t.name),
-            esc(&t.goal),
-            esc(&t.measured)
-        );
-    }
-    o.push_str("</table>\n<h2>Distributions</h2><table><tr><th></th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
+    let h1 = format!("Waiting-room surge: {} sockets", s.config.sockets);
+    page_head(&mut o, "surge", &h1, &s.config.url, &s.config.event, &s.started_at, s.version);
+    targets_table(&mut o, &s.targets);
+    distributions_head(&mut o);
     pct_row(&mut o, "connect + upgrade + hello", &s.surge.connect_ms);
     pct_row(&mut o, "join latency (send → reply)", &s.surge.join_latency_ms);
     pct_row(&mut o, "push gap during the surge", &s.hold.ramp_push_gap_ms);
@@ -486,19 +579,12 @@ pub fn page(s: &Summary) -> String {
     }
     o.push_str("</table>\n<h2>Position-push gaps during the hold</h2>\n");
     o.push_str(&bar_chart(&s.hold.push_gap_bars, BAR_MS, 2_000.0, "2 s promise", 500.0));
-    o.push_str("\n<h2>Server over the run</h2>\n");
-    o.push_str(&timeline_chart(&s.timeline, &s.marks));
-    o.push_str("\n<h2>Summary</h2><pre>");
-    o.push_str(&esc(&text(s)));
-    o.push_str("</pre>\n");
+    timeline_and_summary(&mut o, &s.timeline, &s.marks, &text(s));
     errors_list(&mut o, "Surge errors", &s.surge.errors);
     if let Some(p) = &s.poll {
         errors_list(&mut o, "Poll errors", &p.errors);
     }
-    o.push_str("<h2>Configuration and host</h2><pre>");
-    let cfg = serde_json::json!({"config": &s.config, "host": &s.host, "server": &s.server});
-    o.push_str(&esc(&serde_json::to_string_pretty(&cfg).unwrap_or_default()));
-    o.push_str("</pre></body></html>\n");
+    page_end(&mut o, "Configuration and host", &s.config, &s.host, &s.server);
     o
 }
 

@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, timeout};
+use tokio_tungstenite::client_async_with_config;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
-use crate::crowd::{io_category, ws_config};
+use crate::crowdkit::{self, CLOSE_TIMEOUT, RampState, Ws, polite_close, ws_config};
+use crate::net::io_category;
 use crate::seatlayout::{Layout, parse_compact};
 use crate::seatscan::{frame_type, peek_version, scan_seats};
 use crate::stats::Histogram;
@@ -46,7 +46,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A holder whose `join` was queued waits this long for `admitted`.
 const ADMIT_TIMEOUT: Duration = Duration::from_secs(30);
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Distinct `seats` frames remembered for the watchers still behind.
 const DIFF_CACHE: usize = 256;
 /// Pacing tokens accumulate for at most this long when holders are busy.
@@ -63,8 +62,6 @@ const FIRST_REQ: u64 = 10;
 const NOT_OURS: u32 = u32::MAX;
 /// Mismatch descriptions kept per worker.
 const EXAMPLES: usize = 5;
-
-type Ws = WebSocketStream<TcpStream>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -509,22 +506,12 @@ impl SeatCrowd {
     pub async fn ramp(&self, deadline: Duration, emit: impl Fn(&Report)) -> SeatsReadyReport {
         let sh = &self.sh;
         let total = sh.watchers.len() as u64 + sh.holders;
-        let end = Instant::now() + deadline;
-        let mut last_emit = Instant::now();
-        loop {
-            let (connected, done, failed) = {
-                let c = sh.c.borrow();
-                (c.connected, c.watching + c.admitted, c.failed)
-            };
-            if done + failed >= total || Instant::now() >= end {
-                break;
-            }
-            if last_emit.elapsed() >= Duration::from_secs(1) {
-                emit(&Report::Progress { connected, joined: done, failed });
-                last_emit = Instant::now();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crowdkit::ramp(deadline, emit, || {
+            let c = sh.c.borrow();
+            let done = c.watching + c.admitted;
+            RampState { connected: c.connected, joined: done, failed: c.failed, through: done + c.failed >= total }
+        })
+        .await;
         let mut c = sh.c.borrow_mut();
         SeatsReadyReport {
             watchers: sh.watchers.len() as u64,
@@ -655,17 +642,8 @@ impl SeatCrowd {
         if let Some(p) = self.pacer.into_inner() {
             p.abort();
         }
-        let total = self.tasks.len() as u64;
         let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT + REPLY_TIMEOUT + Duration::from_secs(5);
-        let mut forced = 0;
-        for task in self.tasks {
-            let abort = task.abort_handle();
-            if tokio::time::timeout_at(deadline, task).await.is_err() {
-                abort.abort();
-                forced += 1;
-            }
-        }
-        Report::Closed { closed: total - forced, forced }
+        crowdkit::end_tasks(self.tasks, deadline).await
     }
 }
 
@@ -1056,17 +1034,6 @@ async fn request(ws: &mut Ws, frame: String, req: u64) -> Result<(Answer, String
             Some(Err(_)) => return Err("request: socket error"),
         }
     }
-}
-
-async fn polite_close(ws: &mut Ws) {
-    let _ = timeout(CLOSE_TIMEOUT, async {
-        ws.close(None).await?;
-        while let Some(msg) = ws.next().await {
-            msg?;
-        }
-        Ok::<_, tungstenite::Error>(())
-    })
-    .await;
 }
 
 #[cfg(test)]

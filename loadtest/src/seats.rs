@@ -17,14 +17,14 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::coordinator::{self, Clock, Reach, split};
 use crate::host;
-use crate::net::{self, Target};
 use crate::procs::Workers;
-use crate::report::{Host, Mark};
+use crate::report::{self, Host};
 use crate::seatlayout::{CompactMap, parse_compact};
 use crate::seatsreport::{self, Readings, SeatsConfig};
 use crate::server::{Sampler, Server};
-use crate::tokens::{self, Minter};
+use crate::tokens::{Minter, SecretArgs};
 use crate::wire::{Buyers, Command, HolderReport, Report, SeatsReadyReport, SeatsSpec, WatchReport, unix_us};
 
 /// The queue settings the run needs: every `join` admitted at once, one
@@ -46,12 +46,9 @@ pub struct SeatsArgs {
     /// Seller id that owns the event (for its queue settings).
     #[arg(long, default_value = "demo")]
     pub seller: String,
-    /// HS256 secret the server signs tokens with.
-    #[arg(long, env = "QT_JWT_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
-    /// File holding the secret (the server's DATA_DIR/jwt.secret).
-    #[arg(long)]
-    pub secret_file: Option<PathBuf>,
+    // --secret, --secret-file
+    #[command(flatten)]
+    pub secret: SecretArgs,
     /// Sockets that watch the seat map (compact form).
     #[arg(long, default_value_t = 1_000)]
     pub watchers: u64,
@@ -94,9 +91,7 @@ pub struct SeatsArgs {
 
 /// Validated settings of one run.
 struct Plan {
-    target: Target,
-    sources: Vec<std::net::Ipv4Addr>,
-    secret: String,
+    reach: Reach,
     hold_ms: (u64, u64),
     user_prefix: String,
     host: Host,
@@ -110,9 +105,7 @@ fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
 }
 
 fn plan(a: &SeatsArgs) -> anyhow::Result<Plan> {
-    let target = Target::parse(&a.url)?;
-    let sources = net::parse_sources(&a.source_ips)?;
-    let secret = tokens::load_secret(a.secret.as_deref(), a.secret_file.as_deref())?;
+    let reach = Reach::parse(&a.url, &a.source_ips, &a.secret)?;
     ensure!((1..=100_000).contains(&a.watchers), "--watchers must be 1..=100000");
     ensure!((1..=10_000).contains(&a.holders), "--holders must be 1..=10000");
     ensure!(a.rate > 0.0 && a.rate <= 100_000.0, "--rate must be in (0, 100000]");
@@ -124,38 +117,14 @@ fn plan(a: &SeatsArgs) -> anyhow::Result<Plan> {
     let hold_ms = parse_range(&a.hold_ms).context("--hold-ms must be like 20-200")?;
     ensure!(hold_ms.1 <= 60_000, "--hold-ms at most 60000");
     let per_proc = (a.watchers + a.holders).div_ceil(a.procs as u64);
-    let open_files_limit =
-        host::check_fd_budget(per_proc).with_context(|| format!("{per_proc} sockets per worker process do not fit"))?;
-    let ephemeral_ports = host::ephemeral_ports()?;
-    let ports = u64::from(ephemeral_ports.1 - ephemeral_ports.0 + 1);
-    let per_source = (a.watchers + a.holders).div_ceil(sources.len() as u64);
-    ensure!(
-        per_source * 10 <= ports * 9,
-        "{per_source} connections per source address but only {ports} ephemeral ports: add --source-ips"
-    );
-    Ok(Plan {
-        target,
-        sources,
-        secret,
-        hold_ms,
-        user_prefix: format!("ls{:x}-", unix_us() / 1_000_000 % 0xff_ffff),
-        host: Host {
-            cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            open_files_limit,
-            ephemeral_ports,
-        },
-    })
+    let host = reach.check_host(per_proc, "sockets", a.watchers + a.holders)?;
+    Ok(Plan { reach, hold_ms, user_prefix: coordinator::user_prefix("ls"), host })
 }
 
 pub async fn run(a: SeatsArgs) -> anyhow::Result<()> {
     let plan = plan(&a)?;
-    let minter = Minter::new(&plan.secret);
-    let server = Server::new(plan.target.clone(), minter.seller("qt-load", &a.seller)?);
-    server.metrics().await.with_context(|| format!("the server at {} does not answer /metrics", a.url))?;
-    let before = server
-        .queue_settings(&a.event)
-        .await
-        .with_context(|| format!("cannot read the queue settings of {} as seller {}", a.event, a.seller))?;
+    let minter = Minter::new(&plan.reach.secret);
+    let (server, before) = coordinator::seller_session(&plan.reach, &minter, &a.url, &a.event, &a.seller).await?;
     let mut open = serde_json::Map::new();
     let mut restore = serde_json::Map::new();
     for (field, value) in OPEN_QUEUE.iter().map(|(f, v)| (*f, json!(v))).chain([("paused", json!(false))]) {
@@ -166,37 +135,13 @@ pub async fn run(a: SeatsArgs) -> anyhow::Result<()> {
     server.patch_queue(&a.event, &Value::Object(open)).await.context("cannot open the queue for the run")?;
     eprintln!("opened the queue of {} (admit at once); will restore {}", a.event, Value::Object(restore.clone()));
 
-    let started_at = now_rfc3339();
-    let outcome = tokio::select! {
-        r = measure(&a, &plan, &server, &minter) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-    };
-    let restored = server.patch_queue(&a.event, &Value::Object(restore)).await;
-    match &restored {
-        Ok(_) => eprintln!("restored the queue settings of {}", a.event),
-        Err(e) => eprintln!("WARNING: could not restore the queue settings of {}: {e:#}", a.event),
-    }
-    let mut summary = outcome?;
-    restored.context("could not restore the queue settings")?;
-    summary.started_at = started_at;
-    summary.finished_at = now_rfc3339();
-    let stamp = summary.finished_at.replace(['-', ':'], "").replace('T', "-").trim_end_matches('Z').to_owned();
-    eprint!("{}", seatsreport::text(&summary));
-    let (json_path, html_path) = seatsreport::write(&a.out, &stamp, &summary)?;
-    eprintln!("HTML report: {}", html_path.display());
-    println!("{}", json_path.display());
-    Ok(())
-}
-
-fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
-/// Splits `n` over `procs`: (first, count) each.
-fn split(n: u64, procs: usize) -> Vec<(u64, u64)> {
-    let procs = procs as u64;
-    (0..procs).map(|i| (n * i / procs, n * (i + 1) / procs - n * i / procs)).collect()
+    let started_at = report::now_rfc3339();
+    let outcome = coordinator::interruptible(measure(&a, &plan, &server, &minter)).await;
+    let summary = coordinator::restore_queue(&server, &a.event, &Value::Object(restore), outcome, || {
+        format!("restored the queue settings of {}", a.event)
+    })
+    .await?;
+    report::publish(&a.out, started_at, summary)
 }
 
 async fn store_map(server: &Server, event: &str) -> anyhow::Result<CompactMap> {
@@ -219,9 +164,7 @@ async fn measure(
     server: &Server,
     minter: &Minter,
 ) -> anyhow::Result<seatsreport::SeatsSummary> {
-    let t0 = Instant::now();
-    let mut marks = Vec::new();
-    let mut mark = |label: &'static str| marks.push(Mark { t_s: t0.elapsed().as_secs_f64(), label });
+    let mut clock = Clock::start();
     let start_map = store_map(server, &a.event).await?;
     let free: Vec<usize> = (0..start_map.ids.len()).filter(|&i| start_map.status[i] == b'f').collect();
     ensure!(free.len() >= a.procs * 2, "only {} free seats at {}: nothing to hold", free.len(), a.event);
@@ -233,12 +176,11 @@ async fn measure(
     eprintln!("  a hold and its release reached a watcher after {bus_probe_ms:.0} ms");
 
     let sampler =
-        Sampler::start(server.clone(), t0, Duration::from_secs(a.ramp_timeout_s * 2 + a.duration_s * 2 + 600));
-    let mut workers = Workers::spawn(a.procs)?;
-    let result = async {
+        Sampler::start(server.clone(), clock.t0, Duration::from_secs(a.ramp_timeout_s * 2 + a.duration_s * 2 + 600));
+    let result = Workers::with(a.procs, async |workers| {
         let (baseline, _) = server.metrics_all().await?;
-        let ready = open_sockets(a, plan, &start_map, &mut workers).await?;
-        mark("watching");
+        let ready = open_sockets(a, plan, &start_map, workers).await?;
+        clock.mark("watching");
         let (watching, admitted): (u64, u64) = ready.iter().fold((0, 0), |s, r| (s.0 + r.watching, s.1 + r.admitted));
         ensure!(admitted > 0, "no holder was admitted; see the set-up errors");
         ensure!(watching > 0, "no watcher is watching; see the set-up errors");
@@ -252,7 +194,7 @@ async fn measure(
         let window_started = Instant::now();
         let rate = a.rate / a.procs as f64;
         workers.send(|_| Command::SeatsStart { rate_per_s: rate }).await?;
-        mark("holding");
+        clock.mark("holding");
         eprintln!("holding: {:.0} holds/s for {} s", a.rate, a.duration_s);
         tokio::time::sleep(Duration::from_secs(a.duration_s)).await;
         workers.send(|_| Command::SeatsStop).await?;
@@ -266,12 +208,12 @@ async fn measure(
         let (window_end, counters_end) = server.metrics_all().await?;
         let host_busy_pct = host::busy_pct(host_before, host::cpu_ticks());
         let loadgen_cpu_s = cpu_before.zip(loadgen_cpu(&pids)).map(|(b, e)| e - b);
-        mark("stopped");
+        clock.mark("stopped");
 
         // Settle on the store's version, then compare every map.
         let settled = Instant::now();
-        let (truth, settle_s) = settle(a, server, &mut workers).await?;
-        mark("settled");
+        let (truth, settle_s) = settle(a, server, workers).await?;
+        clock.mark("settled");
         let status = String::from_utf8(truth.status.clone()).context("status letters")?;
         let version = truth.version;
         workers.send(|_| Command::SeatsVerify { version, status: status.clone() }).await?;
@@ -282,14 +224,8 @@ async fn measure(
             })
             .await?;
         eprintln!("closing sockets (settled after {:.1} s)", settled.elapsed().as_secs_f64());
-        workers.send(|_| Command::CloseSockets).await?;
-        workers
-            .gather("close", Duration::from_secs(60), |r| match r {
-                Report::Closed { .. } => Some(()),
-                _ => None,
-            })
-            .await?;
-        mark("closed");
+        workers.close_sockets().await?;
+        clock.mark("closed");
         let readings = Readings {
             baseline,
             window_start,
@@ -303,10 +239,9 @@ async fn measure(
             settle_s,
             bus_probe_ms,
         };
-        Ok::<_, anyhow::Error>((ready, holders, watches, readings))
-    }
+        Ok((ready, holders, watches, readings))
+    })
     .await;
-    workers.shutdown().await;
     let timeline = sampler.stop();
     let (ready, holders, watches, readings) = result?;
     let config = SeatsConfig {
@@ -320,27 +255,18 @@ async fn measure(
         hold_ms: plan.hold_ms,
         procs: a.procs,
         connect_concurrency: a.connect_concurrency,
-        source_ips: plan.sources.iter().map(ToString::to_string).collect(),
+        source_ips: plan.reach.sources.iter().map(ToString::to_string).collect(),
         user_prefix: plan.user_prefix.clone(),
         seats: start_map.ids.len(),
         seats_free_at_start: free.len(),
     };
-    Ok(seatsreport::assemble(config, plan.host.clone(), &ready, &holders, &watches, &readings, timeline, marks))
+    Ok(seatsreport::assemble(config, plan.host.clone(), &ready, &holders, &watches, &readings, timeline, clock.marks))
 }
 
-fn buyers(a: &SeatsArgs, plan: &Plan, kind: &str, (first, count): (u64, u64)) -> Buyers {
-    Buyers {
-        server: plan.target.addr,
-        host: plan.target.host.clone(),
-        event: a.event.clone(),
-        secret: plan.secret.clone(),
-        user_prefix: format!("{}{kind}", plan.user_prefix),
-        first,
-        count,
-        sources: plan.sources.clone(),
-        max_inflight: a.connect_concurrency.div_ceil(a.procs),
-        max_life_ms: (a.ramp_timeout_s * 2 + a.duration_s * 2 + a.settle_timeout_s + 300) * 1_000,
-    }
+fn buyers(a: &SeatsArgs, plan: &Plan, kind: &str, share: (u64, u64)) -> Buyers {
+    let max_life_ms = (a.ramp_timeout_s * 2 + a.duration_s * 2 + a.settle_timeout_s + 300) * 1_000;
+    let user_prefix = format!("{}{kind}", plan.user_prefix);
+    plan.reach.buyers(&a.event, user_prefix, share, a.connect_concurrency.div_ceil(a.procs), max_life_ms)
 }
 
 async fn open_sockets(
@@ -465,9 +391,9 @@ fn follow(version: &mut u64, bus_changes: &mut u64, frame: &Value) {
 /// Returns how long that took, in ms.
 async fn probe_bus(plan: &Plan, server: &Server, minter: &Minter, event: &str, seat: &str) -> anyhow::Result<f64> {
     let token = minter.buyer(&format!("{}probe", plan.user_prefix))?;
-    let url = format!("{}/ws?token={token}", plan.target.ws_base());
+    let url = format!("{}/ws?token={token}", plan.reach.target.ws_base());
     let connect = async {
-        let stream = tokio::net::TcpStream::connect(plan.target.addr).await?;
+        let stream = tokio::net::TcpStream::connect(plan.reach.target.addr).await?;
         stream.set_nodelay(true)?;
         anyhow::Ok(tokio_tungstenite::client_async(url.as_str(), stream).await?.0)
     };

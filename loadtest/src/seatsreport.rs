@@ -1,19 +1,19 @@
 //! The results of a seat-map run: the figures assembled from what the
 //! workers and `/metrics` reported (pure), and their three forms: a human
-//! summary on stderr, a JSON document, and a self-contained HTML page.
+//! summary on stderr, a JSON document, and a self-contained HTML page (on
+//! the frame and helpers it shares with the surge report, in `report`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Serialize;
 
 use crate::report::{
-    Bar, Host, Mark, TargetCheck, bar_chart, bars, errors_list, esc, kib, mib, ms, pct, pct_row, timeline_chart,
+    Bar, Document, Host, Mark, TargetCheck, bar_chart, bars, distributions_head, errors_list, esc, kib, mib, ms,
+    notes_and_targets, page_end, page_head, pct, pct_row, targets_table, timeline_and_summary,
 };
 use crate::server::Sample;
-use crate::stats::{Histogram, Percentiles};
+use crate::stats::{Percentiles, merged, tallies};
 use crate::wire::{HolderReport, SeatsReadyReport, WatchReport};
 
 /// Width of a diff-delay bar.
@@ -163,22 +163,6 @@ pub struct SeatsSummary {
     pub server: ServerFigures,
     pub timeline: Vec<Sample>,
     pub marks: Vec<Mark>,
-}
-
-fn merged<'a>(hs: impl Iterator<Item = &'a Histogram>) -> Histogram {
-    let mut all = Histogram::new();
-    hs.for_each(|h| all.merge(h));
-    all
-}
-
-fn tallies<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for m in maps {
-        for (k, v) in m {
-            *out.entry(k.clone()).or_insert(0) += v;
-        }
-    }
-    out
 }
 
 fn per(n: f64, d: f64) -> f64 {
@@ -490,53 +474,22 @@ pub fn text(s: &SeatsSummary) -> String {
     for e in &w.examples {
         let _ = writeln!(o, "        mismatch: {e}");
     }
-    for note in &s.notes {
-        let _ = writeln!(o, "note:   {note}");
-    }
-    let _ = writeln!(o, "targets:");
-    for t in &s.targets {
-        let _ =
-            writeln!(o, "  [{}] {}: {} (goal {})", if t.pass { "PASS" } else { "MISS" }, t.name, t.measured, t.goal);
-    }
+    notes_and_targets(&mut o, &s.notes, &s.targets);
     o
 }
 
 /// The self-contained HTML report.
 pub fn page(s: &SeatsSummary) -> String {
     let mut o = String::with_capacity(64 * 1024);
-    let _ = writeln!(
-        o,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>qt-load seats {}</title><style>\
-         body{{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}}\
-         table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ddd;padding:.25em .6em;text-align:right}}\
-         th{{background:#f6f6f6;text-align:left}}.pass{{color:#1e8449;font-weight:600}}.miss{{color:#c0392b;font-weight:600}}\
-         pre{{background:#f6f6f6;padding:1em;overflow:auto}}.lbl{{font-size:11px;fill:#555}}\
-         </style></head><body>",
-        esc(&s.started_at)
-    );
-    let _ = writeln!(
-        o,
-        "<h1>Seat map: {} watchers, {:.0} holds/s [{}]</h1><p>{} · event <code>{}</code> · {} · qt-load {}</p>",
+    let h1 = format!(
+        "Seat map: {} watchers, {:.0} holds/s [{}]",
         s.config.watchers,
         s.config.rate_per_s,
-        esc(&s.config.label),
-        esc(&s.config.url),
-        esc(&s.config.event),
-        esc(&s.started_at),
-        s.version
+        esc(&s.config.label)
     );
-    o.push_str("<h2>Targets</h2><table><tr><th>figure</th><th>goal</th><th>measured</th><th></th></tr>\n");
-    for t in &s.targets {
-        let (class, word) = if t.pass { ("pass", "PASS") } else { ("miss", "MISS") };
-        let _ = writeln!(
-            o,
-            "<tr><th>{}</th><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
-            esc(t.name),
-            esc(&t.goal),
-            esc(&t.measured)
-        );
-    }
-    o.push_str("</table>\n<h2>Distributions</h2><table><tr><th></th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
+    page_head(&mut o, "seats", &h1, &s.config.url, &s.config.event, &s.started_at, s.version);
+    targets_table(&mut o, &s.targets);
+    distributions_head(&mut o);
     pct_row(&mut o, "connect + upgrade + hello", &s.setup.connect_ms);
     pct_row(&mut o, "watch → seat map", &s.setup.snapshot_ms);
     pct_row(&mut o, "hold latency", &s.holds.hold_latency_ms);
@@ -545,35 +498,35 @@ pub fn page(s: &SeatsSummary) -> String {
     pct_row(&mut o, "diff delay (holder's send → watcher)", &s.watch.diff_delay_from_send_ms);
     o.push_str("</table>\n<h2>Diff delay (holder's reply → watcher)</h2>\n");
     o.push_str(&bar_chart(&s.watch.delay_bars, DELAY_BAR_MS, 100.0, "100 ms target", 25.0));
-    o.push_str("\n<h2>Server over the run</h2>\n");
-    o.push_str(&timeline_chart(&s.timeline, &s.marks));
-    o.push_str("\n<h2>Summary</h2><pre>");
-    o.push_str(&esc(&text(s)));
-    o.push_str("</pre>\n");
+    timeline_and_summary(&mut o, &s.timeline, &s.marks, &text(s));
     errors_list(&mut o, "Set-up errors", &s.setup.errors);
     errors_list(&mut o, "Holder errors", &s.holds.errors);
     errors_list(&mut o, "Watchers closed", &s.watch.closed);
-    o.push_str("<h2>Configuration, host and server counters</h2><pre>");
-    let cfg = serde_json::json!({"config": &s.config, "host": &s.host, "server": &s.server});
-    o.push_str(&esc(&serde_json::to_string_pretty(&cfg).unwrap_or_default()));
-    o.push_str("</pre></body></html>\n");
+    page_end(&mut o, "Configuration, host and server counters", &s.config, &s.host, &s.server);
     o
 }
 
-/// Writes `seats-<stamp>.json` and `.html` into `dir`; returns their paths.
-pub fn write(dir: &Path, stamp: &str, s: &SeatsSummary) -> anyhow::Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = dir.join(format!("seats-{stamp}.json"));
-    let html = dir.join(format!("seats-{stamp}.html"));
-    std::fs::write(&json, serde_json::to_string_pretty(s)?)
-        .with_context(|| format!("cannot write {}", json.display()))?;
-    std::fs::write(&html, page(s)).with_context(|| format!("cannot write {}", html.display()))?;
-    Ok((json, html))
+impl Document for SeatsSummary {
+    const KIND: &'static str = "seats";
+
+    fn set_times(&mut self, started_at: String, finished_at: String) {
+        self.started_at = started_at;
+        self.finished_at = finished_at;
+    }
+
+    fn text(&self) -> String {
+        text(self)
+    }
+
+    fn page(&self) -> String {
+        page(self)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Histogram;
 
     fn config() -> SeatsConfig {
         SeatsConfig {

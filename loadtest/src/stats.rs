@@ -1,7 +1,10 @@
 //! Latency and gap distributions: a log-linear histogram of microsecond
 //! values that is cheap to record into (no allocation after creation),
 //! mergeable across worker processes, and small on the wire (only non-empty
-//! buckets travel). It owns no clocks and no I/O.
+//! buckets travel); and the merging of what the workers counted (their
+//! histograms, their counts by cause) into one. It owns no clocks and no I/O.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -124,6 +127,24 @@ impl Histogram {
             mean: self.mean().map(|m| m / 1000.0),
         }
     }
+}
+
+/// Every worker's histogram of one figure, merged into one.
+pub fn merged<'a>(hs: impl Iterator<Item = &'a Histogram>) -> Histogram {
+    let mut all = Histogram::new();
+    hs.for_each(|h| all.merge(h));
+    all
+}
+
+/// Every worker's counts by cause (errors, close reasons), summed per cause.
+pub fn tallies<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for m in maps {
+        for (k, v) in m {
+            *out.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    out
 }
 
 /// Percentiles of one distribution, in milliseconds (`None` when empty).

@@ -14,14 +14,14 @@ use anyhow::{Context, ensure};
 use clap::Args;
 use serde_json::json;
 
+use crate::coordinator::{self, Clock, Reach, split};
 use crate::figures::{self, PollReadings, Readings};
 use crate::host;
-use crate::net::{self, Target};
 use crate::procs::Workers;
-use crate::report::{self, Config, Host, Mark, Summary};
+use crate::report::{self, Config, Host, Summary};
 use crate::server::{Sample, Sampler, Server};
-use crate::tokens::{self, Minter};
-use crate::wire::{Buyers, Command, CrowdSpec, HoldReport, JoinReport, PollSpec, Report, unix_us};
+use crate::tokens::{Minter, SecretArgs};
+use crate::wire::{Buyers, Command, CrowdSpec, HoldReport, JoinReport, PollSpec, Report};
 
 #[derive(Debug, Args)]
 pub struct SurgeArgs {
@@ -37,12 +37,9 @@ pub struct SurgeArgs {
     /// WebSockets to open, one buyer each.
     #[arg(long, default_value_t = 1_000)]
     pub sockets: u64,
-    /// HS256 secret the server signs tokens with.
-    #[arg(long, env = "QT_JWT_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
-    /// File holding the secret (the server's DATA_DIR/jwt.secret).
-    #[arg(long)]
-    pub secret_file: Option<PathBuf>,
+    // --secret, --secret-file
+    #[command(flatten)]
+    pub secret: SecretArgs,
     /// Worker processes; each may hold at most `ulimit -n` sockets.
     #[arg(long, default_value_t = 4)]
     pub procs: usize,
@@ -78,9 +75,7 @@ pub struct SurgeArgs {
 
 /// Validated settings of one run.
 struct Plan {
-    target: Target,
-    sources: Vec<std::net::Ipv4Addr>,
-    secret: String,
+    reach: Reach,
     poll_buyers: u64,
     user_prefix: String,
     window: Duration,
@@ -89,9 +84,7 @@ struct Plan {
 }
 
 fn plan(a: &SurgeArgs) -> anyhow::Result<Plan> {
-    let target = Target::parse(&a.url)?;
-    let sources = net::parse_sources(&a.source_ips)?;
-    let secret = tokens::load_secret(a.secret.as_deref(), a.secret_file.as_deref())?;
+    let reach = Reach::parse(&a.url, &a.source_ips, &a.secret)?;
     ensure!((1..=200_000).contains(&a.sockets), "--sockets must be 1..=200000");
     ensure!((1..=64).contains(&a.procs), "--procs must be 1..=64");
     ensure!((1..=10_000).contains(&a.connect_concurrency), "--connect-concurrency must be 1..=10000");
@@ -102,126 +95,45 @@ fn plan(a: &SurgeArgs) -> anyhow::Result<Plan> {
     let poll_buyers = a.poll_buyers.unwrap_or(a.sockets);
     ensure!(poll_buyers <= 200_000, "--poll-buyers must be at most 200000");
 
-    // Each worker holds its share; the workers check their own limit again.
     let per_proc = a.sockets.max(poll_buyers).div_ceil(a.procs as u64);
-    let open_files_limit = host::check_fd_budget(per_proc)
-        .with_context(|| format!("{per_proc} connections per worker process do not fit"))?;
     // Closed sockets linger in TIME_WAIT on our side for a minute, so the
     // poll phase needs ports on top of the socket phase's.
-    let ephemeral_ports = host::ephemeral_ports()?;
-    let ports = u64::from(ephemeral_ports.1 - ephemeral_ports.0 + 1);
-    let per_source = (a.sockets + poll_buyers).div_ceil(sources.len() as u64);
-    ensure!(
-        per_source * 10 <= ports * 9,
-        "{per_source} connections per source address but only {ports} ephemeral ports: add --source-ips"
-    );
-    let user_prefix = format!("lt{:x}-", unix_us() / 1_000_000 % 0xff_ffff);
+    let host = reach.check_host(per_proc, "connections", a.sockets + poll_buyers)?;
     Ok(Plan {
-        target,
-        sources,
-        secret,
+        reach,
         poll_buyers,
-        user_prefix,
+        user_prefix: coordinator::user_prefix("lt"),
         window: Duration::from_secs(a.hold_s - a.settle_s),
         ramp_deadline: Duration::from_secs(a.ramp_timeout_s),
-        host: Host {
-            cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            open_files_limit,
-            ephemeral_ports,
-        },
+        host,
     })
 }
 
 pub async fn run(a: SurgeArgs) -> anyhow::Result<()> {
     let plan = plan(&a)?;
-    let seller_token = Minter::new(&plan.secret).seller("qt-load", &a.seller)?;
-    let server = Server::new(plan.target.clone(), seller_token);
-    server.metrics().await.with_context(|| format!("the server at {} does not answer /metrics", a.url))?;
-    let before = server
-        .queue_settings(&a.event)
-        .await
-        .with_context(|| format!("cannot read the queue settings of {} as seller {}", a.event, a.seller))?;
+    let minter = Minter::new(&plan.reach.secret);
+    let (server, before) = coordinator::seller_session(&plan.reach, &minter, &a.url, &a.event, &a.seller).await?;
     let was_paused = before["paused"].as_bool().context("the queue settings have no `paused` field")?;
     server.patch_queue(&a.event, &json!({ "paused": true })).await.context("cannot pause admissions")?;
     eprintln!("paused admissions of {} (they were {})", a.event, if was_paused { "paused" } else { "running" });
 
-    let started_at = now_rfc3339();
-    let outcome = match Workers::spawn(a.procs) {
-        Ok(mut workers) => {
-            let outcome = tokio::select! {
-                r = measure(&a, &plan, &server, &mut workers) => r,
-                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-            };
-            // Also on error: their stdin closes, they close their sockets
-            // and exit; stragglers are killed and reaped.
-            workers.shutdown().await;
-            outcome
-        }
-        Err(e) => Err(e),
-    };
-    // Whatever happened, give the seller their event back.
-    let restored = server.patch_queue(&a.event, &json!({ "paused": was_paused })).await;
-    match &restored {
-        Ok(_) => eprintln!("restored admissions of {} to {}", a.event, if was_paused { "paused" } else { "running" }),
-        Err(e) => eprintln!("WARNING: could not restore the queue settings of {}: {e:#}", a.event),
-    }
-    let mut summary = outcome?;
-    restored.context("could not restore the queue settings")?;
-    summary.started_at = started_at;
-    summary.finished_at = now_rfc3339();
-    let stamp = summary.finished_at.replace(['-', ':'], "").replace('T', "-").trim_end_matches('Z').to_owned();
-    let text = report::text(&summary);
-    eprint!("{text}");
-    let (json_path, html_path) = report::write(&a.out, &stamp, &summary)?;
-    eprintln!("HTML report: {}", html_path.display());
-    println!("{}", json_path.display());
-    Ok(())
+    let started_at = report::now_rfc3339();
+    let outcome =
+        Workers::with(a.procs, async |workers| coordinator::interruptible(measure(&a, &plan, &server, workers)).await)
+            .await;
+    let restore = json!({ "paused": was_paused });
+    let summary = coordinator::restore_queue(&server, &a.event, &restore, outcome, || {
+        format!("restored admissions of {} to {}", a.event, if was_paused { "paused" } else { "running" })
+    })
+    .await?;
+    report::publish(&a.out, started_at, summary)
 }
 
-fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
-/// Splits `n` buyers over `procs` workers: (first, count) each.
-fn split(n: u64, procs: usize) -> Vec<(u64, u64)> {
-    let procs = procs as u64;
-    (0..procs).map(|i| (n * i / procs, n * (i + 1) / procs - n * i / procs)).collect()
-}
-
-fn buyers(a: &SurgeArgs, plan: &Plan, (first, count): (u64, u64)) -> Buyers {
-    Buyers {
-        server: plan.target.addr,
-        host: plan.target.host.clone(),
-        event: a.event.clone(),
-        secret: plan.secret.clone(),
-        user_prefix: plan.user_prefix.clone(),
-        first,
-        count,
-        sources: plan.sources.clone(),
-        max_inflight: a.connect_concurrency.div_ceil(a.procs),
-        // Long enough for every phase, short enough that nothing outlives a
-        // hung coordinator by much.
-        max_life_ms: (a.ramp_timeout_s * 2 + a.hold_s * 2 + 120) * 1_000,
-    }
-}
-
-/// Phase marks and sample times, relative to the start of the run.
-struct Clock {
-    t0: Instant,
-    marks: Vec<Mark>,
-}
-
-impl Clock {
-    fn mark(&mut self, label: &'static str) {
-        self.marks.push(Mark { t_s: self.t0.elapsed().as_secs_f64(), label });
-    }
-
-    async fn read(&self, server: &Server) -> anyhow::Result<Sample> {
-        let mut s = server.metrics().await?;
-        s.t_s = self.t0.elapsed().as_secs_f64();
-        Ok(s)
-    }
+fn buyers(a: &SurgeArgs, plan: &Plan, share: (u64, u64)) -> Buyers {
+    // Long enough for every phase, short enough that nothing outlives a
+    // hung coordinator by much.
+    let max_life_ms = (a.ramp_timeout_s * 2 + a.hold_s * 2 + 120) * 1_000;
+    plan.reach.buyers(&a.event, plan.user_prefix.clone(), share, a.connect_concurrency.div_ceil(a.procs), max_life_ms)
 }
 
 /// What the socket phases measured.
@@ -232,7 +144,7 @@ struct SocketPhases {
 }
 
 async fn measure(a: &SurgeArgs, plan: &Plan, server: &Server, workers: &mut Workers) -> anyhow::Result<Summary> {
-    let mut clock = Clock { t0: Instant::now(), marks: Vec::new() };
+    let mut clock = Clock::start();
     let run_cap = plan.ramp_deadline * 2 + Duration::from_secs(a.hold_s * 2 + 300);
     let sampler = Sampler::start(server.clone(), clock.t0, run_cap);
     let sockets = socket_phases(a, plan, server, workers, &mut clock).await?;
@@ -243,7 +155,7 @@ async fn measure(a: &SurgeArgs, plan: &Plan, server: &Server, workers: &mut Work
         event: a.event.clone(),
         sockets: a.sockets,
         procs: a.procs,
-        source_ips: plan.sources.iter().map(ToString::to_string).collect(),
+        source_ips: plan.reach.sources.iter().map(ToString::to_string).collect(),
         connect_concurrency: a.connect_concurrency,
         hold_s: a.hold_s,
         settle_s: a.settle_s,
@@ -294,14 +206,7 @@ async fn socket_phases(
     let hold_started = Instant::now();
     clock.mark("hold");
     tokio::time::sleep(Duration::from_secs(a.settle_s)).await;
-    let hold_window_start = clock.read(server).await?;
-    let host_before = host::cpu_ticks();
-    let window_started = Instant::now();
-    clock.mark("push window");
-    tokio::time::sleep(plan.window).await;
-    let hold_end = clock.read(server).await?;
-    let push_window_s = window_started.elapsed().as_secs_f64();
-    let push_host_busy = host::busy_pct(host_before, host::cpu_ticks());
+    let push = steady_window(server, clock, "push window", plan.window).await?;
     let tcp_kernel_held = host::tcp_kernel_bytes();
     workers.send(|_| Command::HoldEnd).await?;
     let hold_s = hold_started.elapsed().as_secs_f64();
@@ -314,13 +219,7 @@ async fn socket_phases(
         .await?;
 
     eprintln!("closing sockets");
-    workers.send(|_| Command::CloseSockets).await?;
-    workers
-        .gather("close", Duration::from_secs(60), |r| match r {
-            Report::Closed { .. } => Some(()),
-            _ => None,
-        })
-        .await?;
+    workers.close_sockets().await?;
     let closed_by = Instant::now() + Duration::from_secs(30);
     while server.metrics().await?.sockets_open > 0.0 && Instant::now() < closed_by {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -335,10 +234,10 @@ async fn socket_phases(
     let readings = Readings {
         baseline,
         after_surge,
-        hold_window_start,
-        hold_end,
-        push_window_s,
-        push_host_busy,
+        hold_window_start: push.start,
+        hold_end: push.end,
+        push_window_s: push.window_s,
+        push_host_busy: push.host_busy,
         tcp_kernel_per_socket,
         hold_s,
     };
@@ -377,14 +276,7 @@ async fn poll_phase(
     // Let every jittered first poll happen before the window opens.
     let settle = Duration::from_secs(a.settle_s).max(Duration::from_millis(a.poll_interval_ms + 1_000));
     tokio::time::sleep(settle).await;
-    let start = clock.read(server).await?;
-    let host_before = host::cpu_ticks();
-    let window_started = Instant::now();
-    clock.mark("poll window");
-    tokio::time::sleep(plan.window).await;
-    let end = clock.read(server).await?;
-    let window_s = window_started.elapsed().as_secs_f64();
-    let host_busy = host::busy_pct(host_before, host::cpu_ticks());
+    let Steady { start, end, window_s, host_busy } = steady_window(server, clock, "poll window", plan.window).await?;
     workers.send(|_| Command::StopPolling).await?;
     clock.mark("poll end");
     let reports = workers
@@ -396,16 +288,29 @@ async fn poll_phase(
     Ok(PollReadings { before, start, end, window_s, host_busy, reports })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The server over a steady window: `/metrics` at its edges, its length,
+/// and how busy the whole machine was.
+struct Steady {
+    start: Sample,
+    end: Sample,
+    window_s: f64,
+    host_busy: Option<f64>,
+}
 
-    #[test]
-    fn split_covers_every_buyer_once() {
-        let s = split(15_000, 4);
-        assert_eq!(s, vec![(0, 3_750), (3_750, 3_750), (7_500, 3_750), (11_250, 3_750)]);
-        let s = split(10, 3);
-        assert_eq!(s.iter().map(|p| p.1).sum::<u64>(), 10);
-        assert_eq!(s.last().map(|p| p.0 + p.1), Some(10));
-    }
+/// Reads the server, marks `label`, waits `len`, reads it again.
+async fn steady_window(
+    server: &Server,
+    clock: &mut Clock,
+    label: &'static str,
+    len: Duration,
+) -> anyhow::Result<Steady> {
+    let start = clock.read(server).await?;
+    let host_before = host::cpu_ticks();
+    let window_started = Instant::now();
+    clock.mark(label);
+    tokio::time::sleep(len).await;
+    let end = clock.read(server).await?;
+    let window_s = window_started.elapsed().as_secs_f64();
+    let host_busy = host::busy_pct(host_before, host::cpu_ticks());
+    Ok(Steady { start, end, window_s, host_busy })
 }

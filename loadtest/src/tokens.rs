@@ -3,7 +3,7 @@
 //! are the wire contract's: `sub`, `role`, `exp`, `iat`, and `seller` for
 //! sellers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, ensure};
@@ -27,6 +27,24 @@ pub struct Minter {
     key: EncodingKey,
     header: Header,
     now_s: u64,
+}
+
+/// Where the benchmarks' coordinators get the secret: the same two flags
+/// in `surge` and `seats`.
+#[derive(Debug, clap::Args)]
+pub struct SecretArgs {
+    /// HS256 secret the server signs tokens with.
+    #[arg(long, env = "QT_JWT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// File holding the secret (the server's DATA_DIR/jwt.secret).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    pub fn load(&self) -> anyhow::Result<String> {
+        load_secret(self.secret.as_deref(), self.secret_file.as_deref())
+    }
 }
 
 /// The secret from `--secret`, or else the file the server generated.
