@@ -2,7 +2,9 @@
 //! seats, releasing them. Holds need an admission pass for the event; the
 //! store decides atomically; the bus tells everyone.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -17,8 +19,13 @@ use crate::store::seats::HoldRefused;
 use crate::ws::hub::Peer;
 use crate::ws::protocol::Req;
 
-/// `hold_best` tries again this often when someone was faster.
-const BEST_ATTEMPTS: usize = 3;
+/// `hold_best` tries this often when someone was faster: each refusal names
+/// seats the node's replica did not know were taken yet, so a buyer racing
+/// up to this many others (or their own other tabs) still gets seats.
+const BEST_ATTEMPTS: u64 = 8;
+/// On a retry, `hold_best` takes one of up to this many next-best picks at
+/// random (fewer on early retries).
+const MAX_SPREAD: u64 = 32;
 /// A `hold_best` count beyond any venue's row is a mistake, not a limit.
 const MAX_BEST_COUNT: u32 = 1_000;
 
@@ -162,23 +169,34 @@ impl Ctx {
         if count > e.queue.max_seats_per_buyer {
             return Err(HoldRequestError::TooMany(e.queue.max_seats_per_buyer).into());
         }
-        let (layout, mut status) = self.feed.view(&id).ok_or(AppError::Unavailable)?;
+        let (layout, _) = self.feed.view(&id).ok_or(AppError::Unavailable)?;
+        check_best_filter(&e, &layout, tier, section)?;
         let filter = BestFilter { tier, section };
+        // Seats the store said are taken, which the replica may not show yet.
+        let mut taken: HashSet<String> = HashSet::new();
         let mut last_taken = Vec::new();
-        for _ in 0..BEST_ATTEMPTS {
-            let Some(picked) = best_seats(&layout, |i| status[i], count as usize, filter) else {
+        for attempt in 0..BEST_ATTEMPTS {
+            if attempt > 0 {
+                // Racers that lost together would pick alike again: spread
+                // them out a little, which also lets the replica catch up.
+                tokio::time::sleep(Duration::from_micros(rand::random_range(0..500 * attempt))).await;
+            }
+            // The replica as it is now: diffs may have arrived meanwhile.
+            let (layout, replica) = self.feed.view(&id).ok_or(AppError::Unavailable)?;
+            let known: HashSet<usize> = taken.iter().filter_map(|t| layout.index_of(t)).collect();
+            let status = |i: usize| if known.contains(&i) { SeatStatus::Held } else { replica[i] };
+            // Racers that lost together know the same: on a retry each takes
+            // one of the next few best picks so they stop colliding.
+            let skip = if attempt == 0 { 0 } else { rand::random_range(0..(1 << attempt).min(MAX_SPREAD)) };
+            let Some(picked) = pick_best(&layout, status, count as usize, filter, skip) else {
                 return Err(AppError::NoSeatsLeft);
             };
             let ids: Vec<String> = picked.iter().map(|&i| layout.seats[i].id.clone()).collect();
             match self.hold_ids(user, &id, &e, ids, self.hold_until(&e, window_end)).await {
-                Err(AppError::SeatUnavailable(taken)) => {
+                Err(AppError::SeatUnavailable(refused)) => {
                     // Someone was faster: our replica lags a little; skip those.
-                    for t in &taken {
-                        if let Some(i) = layout.index_of(t) {
-                            status[i] = SeatStatus::Held;
-                        }
-                    }
-                    last_taken = taken;
+                    taken.extend(refused.iter().cloned());
+                    last_taken = refused;
                 }
                 other => return other,
             }
@@ -206,5 +224,100 @@ impl Ctx {
             expires_at: rfc3339(until),
             version: None,
         }))
+    }
+}
+
+/// The best seats, or with `skip` the pick after skipping that many better
+/// ones (each skipped pick counted as taken); the last pick found when fewer
+/// are left.
+fn pick_best(
+    layout: &SeatLayout,
+    status: impl Fn(usize) -> SeatStatus,
+    count: usize,
+    filter: BestFilter<'_>,
+    skip: u64,
+) -> Option<Vec<usize>> {
+    let mut skipped: HashSet<usize> = HashSet::new();
+    let mut picked = best_seats(layout, &status, count, filter)?;
+    for _ in 0..skip {
+        skipped.extend(picked.iter().copied());
+        let free = |i: usize| if skipped.contains(&i) { SeatStatus::Held } else { status(i) };
+        match best_seats(layout, free, count, filter) {
+            Some(next) => picked = next,
+            None => break,
+        }
+    }
+    Some(picked)
+}
+
+/// A `hold_best` filter must name a tier and a section the event has: an
+/// unknown one is a mistake, not a sell-out.
+fn check_best_filter(e: &Event, layout: &SeatLayout, tier: Option<&str>, section: Option<&str>) -> AppResult<()> {
+    let clip = |s: &str| s.chars().take(64).collect::<String>();
+    if let Some(t) = tier
+        && !e.tiers.iter().any(|x| x.id == t)
+        && !layout.seats.iter().any(|s| s.tier == t)
+    {
+        return Err(AppError::BadRequest(format!("no such tier at this event: {}", clip(t))));
+    }
+    if let Some(sec) = section
+        && !layout.rows.iter().any(|r| r.section == sec)
+    {
+        return Err(AppError::BadRequest(format!("no such section at this event: {}", clip(sec))));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::demo;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn a_retry_picks_among_the_next_best() {
+        let seats = (1..=3)
+            .map(|n| crate::domain::event::Seat {
+                id: format!("A-1-{n}"),
+                section: "A".into(),
+                row: "1".into(),
+                number: n,
+                x: n * 10,
+                y: 0,
+                tier: "t".into(),
+            })
+            .collect();
+        let layout = SeatLayout::new(seats);
+        let free = |_: usize| SeatStatus::Free;
+        let any = BestFilter::default();
+        let best = pick_best(&layout, free, 1, any, 0).unwrap();
+        assert_eq!(Some(best.clone()), best_seats(&layout, free, 1, any));
+        assert_eq!(layout.seats[best[0]].id, "A-1-2", "the middle seat");
+        let second = pick_best(&layout, free, 1, any, 1).unwrap();
+        assert_ne!(second, best);
+        let third = pick_best(&layout, free, 1, any, 2).unwrap();
+        assert!(third != best && third != second);
+        assert_eq!(pick_best(&layout, free, 1, any, 1_000), Some(third), "the last pick when fewer are left");
+        assert_eq!(pick_best(&layout, free, 2, any, 5).map(|p| p.len()), Some(2));
+        assert_eq!(pick_best(&layout, |_| SeatStatus::Held, 1, any, 3), None);
+    }
+
+    #[test]
+    fn best_filters_must_name_what_the_event_has() {
+        let (e, layout) = (demo::event(0), SeatLayout::new(demo::seats()));
+        for (tier, section) in [(None, None), (Some("a"), None), (Some("vip"), Some("C")), (None, Some("E"))] {
+            assert!(check_best_filter(&e, &layout, tier, section).is_ok(), "{tier:?} {section:?}");
+        }
+        let err = check_best_filter(&e, &layout, Some("no-such-tier"), None).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        assert!(err.public_message().contains("tier") && err.public_message().contains("no-such-tier"), "{err}");
+        let err = check_best_filter(&e, &layout, None, Some("Z|1")).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        assert!(err.public_message().contains("section") && err.public_message().contains("Z|1"), "{err}");
+        // A section of another case is another section; a long name is clipped.
+        assert!(check_best_filter(&e, &layout, None, Some("c")).is_err());
+        let long = "x".repeat(500);
+        let err = check_best_filter(&e, &layout, Some(&long), None).unwrap_err();
+        assert!(err.public_message().len() < 120, "{err}");
     }
 }

@@ -21,7 +21,84 @@ on_both_backends!(
     bad_hold_requests_change_nothing,
     only_the_holder_releases_and_watchers_come_and_go,
     a_returning_buyer_learns_its_holds_and_leaving_lets_them_go,
+    a_buyer_whose_id_prefixes_another_cannot_release_its_seats,
+    concurrent_hold_best_calls_all_get_seats,
 );
+
+/// One buyer's tabs (or several buyers) asking for the best seat at the same
+/// moment all pick the same seat from the node's replica; the losers must
+/// try the next best instead of being told it is unavailable while
+/// thousands of seats are free.
+async fn concurrent_hold_best_calls_all_get_seats(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({"max_seats_per_buyer": 20})).await;
+    // A catalogue refresh that read the settings just before the patch may
+    // put the old limit back into the node's cache until its next round.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for round in 0..3 {
+        // Round 0: one buyer's eight tabs; then sixteen tabs of four buyers,
+        // more racers than a loser has attempts.
+        let racers = if round == 0 { 8 } else { 16 };
+        let mut tabs = Vec::new();
+        for t in 0..racers {
+            let user = if round == 0 { "tabs".to_string() } else { format!("tabs-{round}-{}", t % 4) };
+            tabs.push(admitted_buyer(&server, &user).await);
+        }
+        let replies =
+            join_all(tabs.iter_mut().map(|c| c.request(json!({"type": "hold_best", "event": EVENT, "count": 1}))))
+                .await;
+        let mut seats = BTreeSet::new();
+        for r in &replies {
+            assert_eq!(r["type"], "held", "round {round}: {r}");
+            let got = r["seats"].as_array().unwrap();
+            assert_eq!(got.len(), 1, "{r}");
+            assert!(seats.insert(got[0].as_str().unwrap().to_owned()), "seat given twice: {r}");
+        }
+    }
+    let store = store_map(server.addr, EVENT).await;
+    assert_eq!((store.held().len(), store.version), (40, 40));
+    // The one buyer's own view lists all eight.
+    let mut tab = server.buyer("tabs").await;
+    tab.request(json!({"type": "watch", "event": EVENT})).await;
+    assert_eq!(tab.recv_type("held").await["seats"].as_array().unwrap().len(), 8);
+    server.stop().await;
+}
+
+/// Identity providers issue subs like `auth0|12345`; the buyer `auth0`
+/// must not be able to release (or leave with) their seats, nor leave them
+/// a seat that counts against their limit without being held.
+async fn a_buyer_whose_id_prefixes_another_cannot_release_its_seats(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    open_the_doors(&server, json!({})).await;
+    let mut victim = admitted_buyer(&server, "auth0|12345").await;
+    assert_eq!(victim.user, "auth0|12345");
+    let held = victim.request(json!({"type": "hold", "event": EVENT, "seats": ["C-3-5"]})).await;
+    assert_eq!(held["type"], "held", "{held}");
+    let mut thief = admitted_buyer(&server, "auth0").await;
+    let r = thief.request(json!({"type": "release", "event": EVENT, "seats": ["C-3-5"]})).await;
+    assert_eq!((r["type"].as_str(), r["seats"].clone()), (Some("released"), json!([])), "{r}");
+    assert_eq!(r["version"], 1, "nothing changed: {r}");
+    // Leaving releases only the leaver's own holds.
+    assert_eq!(thief.request(json!({"type": "hold", "event": EVENT, "seats": ["C-3-6"]})).await["type"], "held");
+    assert_eq!(thief.request(json!({"type": "leave", "event": EVENT})).await["type"], "left");
+    let store = store_map(server.addr, EVENT).await;
+    assert_eq!(store.held(), BTreeSet::from(["C-3-5".to_string()]), "the victim's seat is still held");
+    assert_eq!(store.version, 3, "one hold, the thief's hold and its release");
+    // The victim still sees it as its own, with the same expiry.
+    let mut tab = server.buyer("auth0|12345").await;
+    tab.request(json!({"type": "watch", "event": EVENT})).await;
+    let own = tab.recv_type("held").await;
+    assert_eq!((own["seats"].clone(), own["expires_at"].clone()), (json!(["C-3-5"]), held["expires_at"].clone()));
+    // Its count is unaffected: three more fit the limit of 4, a fifth not.
+    let more = victim.request(json!({"type": "hold", "event": EVENT, "seats": ["C-3-7", "C-3-8", "C-3-9"]})).await;
+    assert_eq!(more["type"], "held", "{more}");
+    let r = victim.request(json!({"type": "hold", "event": EVENT, "seats": ["C-3-10"]})).await;
+    assert_eq!((r["code"].as_str(), r["held"].as_u64()), (Some("hold_limit"), Some(4)), "{r}");
+    // And the victim releases its own seats.
+    let r = victim.request(json!({"type": "release", "event": EVENT, "seats": ["C-3-5"]})).await;
+    assert_eq!(r["seats"], json!(["C-3-5"]), "{r}");
+    server.stop().await;
+}
 
 async fn a_returning_buyer_learns_its_holds_and_leaving_lets_them_go(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -270,8 +347,13 @@ async fn hold_best_finds_adjacent_seats_near_the_stage(backend: Backend) {
         let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": count})).await;
         assert_eq!(r["code"], code, "count {count}: {r}");
     }
+    // A tier or section the event does not have is a mistake, not a sell-out.
     let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 2, "tier": "no-such-tier"})).await;
-    assert_eq!(r["code"], "sold_out", "{r}");
+    assert_eq!(r["code"], "bad_request", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("no-such-tier"), "names the tier: {r}");
+    let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 2, "section": "Q"})).await;
+    assert_eq!(r["code"], "bad_request", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("section"), "{r}");
     // The limit counts what is already held: 4 + 3 > 6.
     let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 3})).await;
     assert_eq!(r["code"], "hold_limit", "{r}");

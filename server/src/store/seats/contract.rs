@@ -28,7 +28,29 @@ where
     window_end_releases_everything_held(make().await).await;
     the_log_and_versions_tell_every_change_in_order(make().await).await;
     racing_buyers_never_share_a_seat(make().await).await;
+    a_user_id_that_is_a_prefix_of_another_frees_nothing_of_it(make().await).await;
+    odd_ids_round_trip_whole_through_holds_expiry_and_the_log(make().await).await;
+    hold_limits_count_per_whole_user_id(make().await).await;
 }
+
+/// User ids as identity providers issue them, and ones made of every
+/// separator an adapter could use (`|`, `,`, `:`, braces, space, quotes,
+/// backslash, non-ASCII), including one that is the hex of another.
+const ODD_USERS: [&str; 10] = [
+    "auth0",
+    "auth0|12345",
+    "google-oauth2|1",
+    "a@b.c",
+    "h|auth0|1",
+    "x:y {z}",
+    "q\"u\\o,t e",
+    "ünï|códe 🎟",
+    "6175746830",
+    "auth0|",
+];
+
+/// Seat ids with the same separators.
+const ODD_SEATS: [&str; 10] = ["A,1", "B|2", "{c}:3", "d e", "q\"\\", "ü|,:{}", "h", "x,y,z", "5", "[\"j\"]"];
 
 async fn holds_are_all_or_nothing<S: SeatStore>(s: S) {
     let a = s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 600_000, 8).await.unwrap().unwrap();
@@ -197,5 +219,124 @@ async fn racing_buyers_never_share_a_seat<S: SeatStore>(s: S) {
     assert!(named_taken.is_subset(&snapshot), "every loser named seats that really are taken");
     for (seat, user) in &owner {
         assert!(s.holds_of(EVENT, user).await.unwrap().0.contains(seat));
+    }
+}
+
+async fn a_user_id_that_is_a_prefix_of_another_frees_nothing_of_it<S: SeatStore>(s: S) {
+    let victim = "auth0|12345";
+    let held = s.hold(EVENT, victim, &seats(&["A,1", "B|2"]), T0 + 60_000, 4).await.unwrap().unwrap();
+    assert_eq!(held.version, 2);
+    s.hold(EVENT, "auth0", &seats(&["{c}:3"]), T0 + 30_000, 4).await.unwrap().unwrap();
+    // Naming the victim's seats releases nothing, whatever the prefix.
+    for thief in ["auth0", "auth0|", "auth0|1234", "", "h", "h|auth0|12345"] {
+        let r = s.release(EVENT, thief, &seats(&["A,1", "B|2"])).await.unwrap();
+        assert_eq!((r.seats.len(), r.version), (0, 3), "{thief:?} released the victim's seats");
+    }
+    // Leaving releases the leaver's own seats only.
+    let r = s.release_all(EVENT, "auth0", Cause::Released).await.unwrap();
+    assert_eq!((r.seats, r.version), (seats(&["{c}:3"]), 4));
+    for thief in ["auth0", "auth0|", "auth0|1234"] {
+        assert!(s.release_all(EVENT, thief, Cause::WindowEnded).await.unwrap().seats.is_empty(), "{thief:?}");
+    }
+    assert_eq!(s.version(EVENT).await.unwrap(), 4);
+    assert_eq!(s.holds_of(EVENT, victim).await.unwrap(), (seats(&["A,1", "B|2"]), Some(T0 + 60_000)));
+    assert_eq!(s.holds_of(EVENT, "auth0").await.unwrap(), (vec![], None));
+    let mut taken = s.snapshot(EVENT).await.unwrap().taken;
+    taken.sort();
+    assert_eq!(taken, vec![("A,1".to_string(), SeatStatus::Held), ("B|2".to_string(), SeatStatus::Held)]);
+    // The victim's count is exactly its two seats: two more fit, three do not.
+    assert_eq!(
+        s.hold(EVENT, victim, &seats(&["d e", "h", "5"]), T0 + 60_000, 4).await.unwrap(),
+        Err(HoldRefused::Limit { held: 2 })
+    );
+    s.hold(EVENT, victim, &seats(&["d e", "h"]), T0 + 60_000, 4).await.unwrap().unwrap();
+    // And the victim still releases its own.
+    let mut r = s.release_all(EVENT, victim, Cause::Released).await.unwrap();
+    r.seats.sort();
+    assert_eq!(r.seats, seats(&["A,1", "B|2", "d e", "h"]));
+    assert!(s.snapshot(EVENT).await.unwrap().taken.is_empty());
+}
+
+async fn odd_ids_round_trip_whole_through_holds_expiry_and_the_log<S: SeatStore>(s: S) {
+    // User i holds seat i until T0 + (i + 1) s.
+    let until = |i: usize| T0 + (i as i64 + 1) * 1_000;
+    for (i, (user, seat)) in ODD_USERS.iter().zip(ODD_SEATS).enumerate() {
+        let held = s.hold(EVENT, user, &seats(&[seat]), until(i), 4).await.unwrap().unwrap();
+        assert_eq!(held.version, i as u64 + 1);
+    }
+    // One more multi-seat hold, so a log entry lists several odd seats.
+    s.hold(EVENT, "auth0|12345", &seats(&["K,1", "K|2", "K\"3"]), T0 + 50_000, 4).await.unwrap().unwrap();
+    for (i, (user, seat)) in ODD_USERS.iter().zip(ODD_SEATS).enumerate() {
+        let mut want = seats(&[seat]);
+        let mut earliest = until(i);
+        if *user == "auth0|12345" {
+            want.extend(seats(&["K,1", "K|2", "K\"3"]));
+            want.sort();
+            earliest = earliest.min(T0 + 50_000);
+        }
+        assert_eq!(s.holds_of(EVENT, user).await.unwrap(), (want, Some(earliest)), "{user:?}");
+    }
+    let mut taken: Vec<String> = s.snapshot(EVENT).await.unwrap().taken.into_iter().map(|(id, _)| id).collect();
+    taken.sort();
+    let mut all: Vec<String> = ODD_SEATS.iter().chain(&["K,1", "K|2", "K\"3"]).map(|s| s.to_string()).collect();
+    all.sort();
+    assert_eq!(taken, all);
+    // Each sweep ends exactly one buyer's hold and names that buyer whole.
+    for (i, (user, seat)) in ODD_USERS.iter().zip(ODD_SEATS).enumerate() {
+        let expired = s.expire(EVENT, until(i), 100).await.unwrap();
+        let expired: Vec<(String, Vec<String>)> = expired.into_iter().map(|(u, v)| (u.to_string(), v)).collect();
+        assert_eq!(expired, vec![(user.to_string(), seats(&[seat]))], "sweep {i}");
+    }
+    assert_eq!(s.holds_of(EVENT, "auth0|12345").await.unwrap(), (seats(&["K\"3", "K,1", "K|2"]), Some(T0 + 50_000)));
+    // Released and expired seats no longer count: each buyer may hold its
+    // whole limit again.
+    for (i, user) in ODD_USERS.iter().enumerate().filter(|(_, u)| **u != "auth0|12345") {
+        let mine: Vec<String> = (0..4).map(|n| format!("{user}/{i}/{n}")).collect();
+        s.hold(EVENT, user, &mine, T0 + 90_000, 4).await.unwrap().unwrap();
+        s.release(EVENT, user, &mine).await.unwrap();
+    }
+    // The log tells every change with its seats and user exactly.
+    let log = s.log_after(EVENT, LOG_START, 1_000).await.unwrap();
+    let n = ODD_USERS.len();
+    assert_eq!(log.len(), n + 1 + n + 2 * (n - 1));
+    for (i, (user, seat)) in ODD_USERS.iter().zip(ODD_SEATS).enumerate() {
+        let held = &log[i].diff;
+        assert_eq!((held.user.as_str(), held.seats.clone(), held.status), (*user, seats(&[seat]), SeatStatus::Held));
+        let expired = &log[n + 1 + i].diff;
+        assert_eq!(
+            (expired.user.as_str(), expired.seats.clone(), expired.cause),
+            (*user, seats(&[seat]), Cause::Expired)
+        );
+    }
+    assert_eq!(log[n].diff.seats, seats(&["K,1", "K|2", "K\"3"]));
+    let mut version = 0;
+    for e in &log {
+        version += e.diff.seats.len() as u64;
+        assert_eq!(e.diff.version, version, "versions rise by the seats changed");
+    }
+    assert_eq!(s.version(EVENT).await.unwrap(), version);
+}
+
+async fn hold_limits_count_per_whole_user_id<S: SeatStore>(s: S) {
+    // Users whose ids run into each other under any joining each have
+    // their own limit of 2.
+    let users = ["auth0", "auth0|12345", "auth0|1", "2345", "6175746830", "a:b", "a", "b"];
+    for (i, user) in users.iter().enumerate() {
+        let mine = [format!("{i},1"), format!("{i}|2")];
+        s.hold(EVENT, user, &mine, T0 + 60_000, 2).await.unwrap().unwrap();
+    }
+    for (i, user) in users.iter().enumerate() {
+        assert_eq!(
+            s.hold(EVENT, user, &[format!("{i}:3")], T0 + 60_000, 2).await.unwrap(),
+            Err(HoldRefused::Limit { held: 2 }),
+            "{user:?}"
+        );
+        let (held, _) = s.holds_of(EVENT, user).await.unwrap();
+        assert_eq!(held, vec![format!("{i},1"), format!("{i}|2")], "{user:?}");
+    }
+    // Expiry frees each buyer's count, not a neighbour's.
+    assert_eq!(s.expire(EVENT, T0 + 60_000, 100).await.unwrap().len(), users.len());
+    for (i, user) in users.iter().enumerate() {
+        s.hold(EVENT, user, &[format!("{i}:3"), format!("{i}:4")], T0 + 90_000, 2).await.unwrap().unwrap();
     }
 }

@@ -1,7 +1,12 @@
-//! Redis seat store for many nodes: a hash of taken seats, an expiry zset,
-//! a set per buyer, a version counter and a stream as the change log, all
-//! hash-tagged by event. Every multi-seat check-and-set is one Lua script
-//! that also bumps the version and appends to the log.
+//! Redis seat store for many nodes: a hash of taken seats' status codes, a
+//! hash of their holders, an expiry zset, a set per buyer, a version counter
+//! and a stream as the change log, all hash-tagged by event. Every
+//! multi-seat check-and-set is one Lua script that also bumps the version
+//! and appends to the log.
+//!
+//! No key or value joins a user or seat id with a separator it may contain
+//! (design invariant 8): holders are compared whole, a buyer's set is keyed
+//! by the hex of the user id's bytes, and the log lists seats as JSON.
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -18,17 +23,34 @@ const LOG_MAXLEN: u64 = 100_000;
 
 struct Keys {
     state: String,
+    holder: String,
     expiry: String,
     version: String,
     log: String,
     relay: String,
     relayed: String,
-    user_prefix: String,
+    /// Prefix of the per-buyer held-seat sets; the user id follows as hex.
+    held_prefix: String,
+    /// Prefix of the per-buyer sets of the layout before (raw user id),
+    /// which only expiry still cleans up.
+    legacy_user_prefix: String,
+}
+
+/// Lowercase hex of the bytes: injective, and no separator can appear in
+/// it. `expire.lua` computes the same.
+fn hex(id: &str) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(id.len() * 2);
+    for b in id.bytes() {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 impl Keys {
-    fn user(&self, user: &str) -> String {
-        format!("{}{user}", self.user_prefix)
+    fn held(&self, user: &str) -> String {
+        format!("{}{}", self.held_prefix, hex(user))
     }
 }
 
@@ -38,6 +60,7 @@ pub struct RedisSeatStore {
     hold: Script,
     release: Script,
     expire: Script,
+    holds: Script,
     snapshot: Script,
 }
 
@@ -59,7 +82,9 @@ fn log_entry(event: &str, entry: Value) -> StoreResult<LogEntry> {
             "s" => status = v.chars().next().and_then(SeatStatus::from_code),
             "u" => user = Some(v),
             "k" => cause = Cause::parse(&v),
-            "c" => seats = Some(v.split(',').map(str::to_owned).collect()),
+            "j" => seats = Some(serde_json::from_str::<Vec<String>>(&v).map_err(corrupt)?),
+            // Entries of the layout before listed seats joined by ','.
+            "c" if seats.is_none() => seats = Some(v.split(',').map(str::to_owned).collect()),
             _ => {}
         }
     }
@@ -85,6 +110,7 @@ impl RedisSeatStore {
             hold: Script::new(include_str!("lua/hold.lua")),
             release: Script::new(include_str!("lua/release.lua")),
             expire: Script::new(include_str!("lua/expire.lua")),
+            holds: Script::new(include_str!("lua/holds.lua")),
             snapshot: Script::new(include_str!("lua/snapshot.lua")),
         }
     }
@@ -94,15 +120,24 @@ impl RedisSeatStore {
     }
 
     fn keys(&self, event: &str) -> Keys {
-        let base = format!("{}:s:{{{}}}", self.prefix, event);
+        Self::keys_for(&self.prefix, event)
+    }
+
+    /// The event id sits raw inside the hash tag: every key of the event
+    /// ends in a fixed name (or the hex of a user id), none containing '}',
+    /// so no two events' keys can meet however their ids are spelled.
+    fn keys_for(prefix: &str, event: &str) -> Keys {
+        let base = format!("{prefix}:s:{{{event}}}");
         Keys {
             state: format!("{base}:state"),
+            holder: format!("{base}:holder"),
             expiry: format!("{base}:expiry"),
             version: format!("{base}:version"),
             log: format!("{base}:log"),
             relay: format!("{base}:relay"),
             relayed: format!("{base}:relayed"),
-            user_prefix: format!("{base}:u:"),
+            held_prefix: format!("{base}:held:"),
+            legacy_user_prefix: format!("{base}:u:"),
         }
     }
 
@@ -116,7 +151,7 @@ impl RedisSeatStore {
     ) -> StoreResult<Released> {
         let k = self.keys(event);
         let mut call = self.release.key(&k.state);
-        call.key(&k.expiry).key(k.user(user)).key(&k.version).key(&k.log);
+        call.key(&k.holder).key(&k.expiry).key(k.held(user)).key(&k.version).key(&k.log);
         call.arg(user).arg(LOG_MAXLEN).arg(cause.as_str()).arg(if all { "all" } else { "some" });
         for s in seats {
             call.arg(s);
@@ -139,7 +174,7 @@ impl SeatStore for RedisSeatStore {
     ) -> StoreResult<Result<Held, HoldRefused>> {
         let k = self.keys(event);
         let mut call = self.hold.key(&k.state);
-        call.key(&k.expiry).key(k.user(user)).key(&k.version).key(&k.log);
+        call.key(&k.holder).key(&k.expiry).key(k.held(user)).key(&k.version).key(&k.log);
         call.arg(user).arg(expires_ms).arg(max_per_buyer).arg(LOG_MAXLEN);
         for s in seats {
             call.arg(s);
@@ -170,13 +205,15 @@ impl SeatStore for RedisSeatStore {
         let reply: Vec<Value> = self
             .expire
             .key(&k.state)
+            .key(&k.holder)
             .key(&k.expiry)
             .key(&k.version)
             .key(&k.log)
             .arg(now_ms)
             .arg(max)
             .arg(LOG_MAXLEN)
-            .arg(&k.user_prefix)
+            .arg(&k.held_prefix)
+            .arg(&k.legacy_user_prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut out = Vec::new();
@@ -191,14 +228,23 @@ impl SeatStore for RedisSeatStore {
 
     async fn holds_of(&self, event: &str, user: &str) -> StoreResult<(Vec<String>, Option<i64>)> {
         let k = self.keys(event);
-        let mut seats: Vec<String> = self.conn.clone().smembers(k.user(user)).await?;
-        seats.sort();
-        if seats.is_empty() {
-            return Ok((seats, None));
+        let reply: Vec<Value> = self
+            .holds
+            .key(&k.holder)
+            .key(&k.expiry)
+            .key(k.held(user))
+            .arg(user)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let mut seats = Vec::with_capacity(reply.len() / 2);
+        let mut earliest: Option<i64> = None;
+        for pair in reply.chunks(2) {
+            let [seat, ms] = pair else { return Err(corrupt("holds reply pairs")) };
+            let ms = text(ms)?.parse::<f64>().map_err(corrupt)? as i64;
+            earliest = Some(earliest.map_or(ms, |e| e.min(ms)));
+            seats.push(text(seat)?);
         }
-        let values: Vec<Option<String>> =
-            redis::cmd("HMGET").arg(&k.state).arg(&seats).query_async(&mut self.conn.clone()).await?;
-        let earliest = values.iter().flatten().filter_map(|v| v.rsplit('|').next()?.parse::<i64>().ok()).min();
+        seats.sort();
         Ok((seats, earliest))
     }
 
@@ -261,12 +307,59 @@ impl SeatStore for RedisSeatStore {
 mod tests {
     use super::*;
 
+    async fn fresh() -> RedisSeatStore {
+        let prefix = format!("qt-test-{:016x}", rand::random::<u64>());
+        RedisSeatStore::connect("redis://127.0.0.1:6379", &prefix).await.expect("redis at 127.0.0.1:6379")
+    }
+
     #[tokio::test]
     async fn contract() {
-        super::super::contract::run_all(|| async {
-            let prefix = format!("qt-test-{:016x}", rand::random::<u64>());
-            RedisSeatStore::connect("redis://127.0.0.1:6379", &prefix).await.expect("redis at 127.0.0.1:6379")
-        })
-        .await;
+        super::super::contract::run_all(fresh).await;
+    }
+
+    #[test]
+    fn buyer_keys_are_the_hex_of_the_whole_user_id() {
+        assert_eq!(hex(""), "");
+        assert_eq!(hex("auth0|1"), "61757468307c31");
+        assert_eq!(hex("ü}"), "c3bc7d");
+        let k = RedisSeatStore::keys_for("p", "e");
+        assert_eq!(k.held("auth0"), "p:s:{e}:held:6175746830");
+        assert_ne!(k.held("auth0"), k.held("auth0|12345"));
+    }
+
+    /// Holds written by the layout before (`state` seat → "h|user|ms", the
+    /// buyer's set keyed by the raw id, seats joined by ',' in the log)
+    /// still show as held, expire on time and read from the log.
+    #[tokio::test]
+    async fn holds_of_the_layout_before_still_expire() {
+        let s = fresh().await;
+        let k = s.keys("ev");
+        let mut conn = s.conn.clone();
+        let user = "auth0|12345";
+        let legacy_set = format!("{}{user}", k.legacy_user_prefix);
+        let () = redis::pipe()
+            .hset(&k.state, "A-1", format!("h|{user}|5000"))
+            .zadd(&k.expiry, "A-1", 5_000)
+            .sadd(&legacy_set, "A-1")
+            .set(&k.version, 1)
+            .cmd("XADD")
+            .arg(&k.log)
+            .arg("*")
+            .arg(&["v", "1", "s", "h", "u", user, "k", "held", "c", "A-1"])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(s.snapshot("ev").await.unwrap().taken, vec![("A-1".to_string(), SeatStatus::Held)]);
+        assert!(s.hold("ev", "b", &["A-1".to_string()], 9_000, 4).await.unwrap().is_err(), "still taken");
+        assert!(s.release("ev", "auth0", &["A-1".to_string()]).await.unwrap().seats.is_empty());
+        let expired = s.expire("ev", 5_000, 10).await.unwrap();
+        assert_eq!(expired, vec![(UserId::from(user), vec!["A-1".to_string()])]);
+        let left: bool = conn.exists(&legacy_set).await.unwrap();
+        assert!(!left, "the old buyer set is cleaned up");
+        assert!(s.snapshot("ev").await.unwrap().taken.is_empty());
+        let log = s.log_after("ev", LOG_START, 10).await.unwrap();
+        let seats: Vec<Vec<String>> = log.iter().map(|e| e.diff.seats.clone()).collect();
+        assert_eq!(seats, vec![vec!["A-1".to_string()], vec!["A-1".to_string()]]);
+        assert_eq!(log[1].diff.version, 2);
     }
 }

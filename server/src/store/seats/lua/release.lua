@@ -1,32 +1,35 @@
 -- Release those of the seats the buyer holds (all of them when no seat is
--- named and ARGV[4] is "all").
--- KEYS: 1 state, 2 expiry, 3 the buyer's held seats, 4 version, 5 log
+-- named and ARGV[4] is "all"). A seat is the buyer's when its holder is the
+-- whole user id, compared with ==.
+-- KEYS: 1 state, 2 holder, 3 expiry, 4 the buyer's held seats, 5 version, 6 log
 -- ARGV: 1 user, 2 log max length, 3 cause, 4 "all"|"some", 5.. seats
 -- Returns {version after, released seats…}.
 local user = ARGV[1]
 local wanted = {}
 if ARGV[4] == 'all' then
-  wanted = redis.call('SMEMBERS', KEYS[3])
+  wanted = redis.call('SMEMBERS', KEYS[4])
   table.sort(wanted)
 else
   for i = 5, #ARGV do wanted[#wanted + 1] = ARGV[i] end
 end
-local prefix = 'h|' .. user .. '|'
 local released = {}
 for _, seat in ipairs(wanted) do
-  local v = redis.call('HGET', KEYS[1], seat)
-  if v and string.sub(v, 1, #prefix) == prefix then
+  if redis.call('HGET', KEYS[2], seat) == user then
     redis.call('HDEL', KEYS[1], seat)
-    redis.call('ZREM', KEYS[2], seat)
-    redis.call('SREM', KEYS[3], seat)
+    redis.call('HDEL', KEYS[2], seat)
+    redis.call('ZREM', KEYS[3], seat)
+    redis.call('SREM', KEYS[4], seat)
     released[#released + 1] = seat
+  elseif ARGV[4] == 'all' then
+    -- In the buyer's set but not theirs: a leftover, it must not count.
+    redis.call('SREM', KEYS[4], seat)
   end
 end
-local version = tonumber(redis.call('GET', KEYS[4]) or '0')
+local version = tonumber(redis.call('GET', KEYS[5]) or '0')
 if #released > 0 then
-  version = redis.call('INCRBY', KEYS[4], #released)
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*',
-    'v', version, 's', 'f', 'u', user, 'k', ARGV[3], 'c', table.concat(released, ','))
+  version = redis.call('INCRBY', KEYS[5], #released)
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[2], '*',
+    'v', version, 's', 'f', 'u', user, 'k', ARGV[3], 'j', cjson.encode(released))
 end
 table.insert(released, 1, version)
 return released

@@ -1,0 +1,17 @@
+-- The seats a buyer holds and when each hold ends, read atomically. Only
+-- seats whose holder is the whole user id count.
+-- KEYS: 1 holder (hash seat → user), 2 expiry (zset seat → ms),
+--       3 the buyer's held seats (set)
+-- ARGV: 1 user
+-- Returns {seat, expires_ms, seat, expires_ms, …}
+local out = {}
+for _, seat in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('HGET', KEYS[1], seat) == ARGV[1] then
+    local ms = redis.call('ZSCORE', KEYS[2], seat)
+    if ms then
+      out[#out + 1] = seat
+      out[#out + 1] = ms
+    end
+  end
+end
+return out
