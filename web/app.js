@@ -1041,7 +1041,13 @@ function applyFrame(frame) {
       if (ours) onAdmitted(frame);
       break;
     case 'left':
-      if (ours) forgetPlace(leftNotice(frame.reason, state.place.name ?? frame.event));
+      // The window ended on the server's clock: the same as our countdown
+      // reaching zero, whichever comes first.
+      if (ours && frame.reason === 'window_ended') {
+        unwatchSeats();
+        expirePlace();
+        render();
+      } else if (ours) forgetPlace(leftNotice(frame.reason, state.place.name ?? frame.event));
       break;
     case 'seatmap':
       if (ours) onSeatmap(frame);

@@ -220,18 +220,29 @@ pub struct Eta {
     pub high_s: u64,
 }
 
-fn seconds_at(position: u64, per_min: f64) -> u64 {
-    if per_min <= 0.0 {
-        return u64::MAX / 2;
+/// What an ETA says when no pace is known at all (never with valid
+/// settings): far off, yet small enough that adding to it cannot overflow.
+const UNKNOWN_ETA_S: u64 = u64::MAX / 2;
+
+/// Seconds until `position` is reached, `start_ms` from now, at `per_min`.
+fn seconds_at(start_ms: i64, position: u64, per_min: f64) -> u64 {
+    if per_min.is_nan() || per_min <= 0.0 {
+        return UNKNOWN_ETA_S;
     }
-    (position as f64 * 60.0 / per_min).ceil() as u64
+    // Float-to-int casts saturate, so a huge estimate stays huge.
+    (start_ms as f64 / 1_000.0 + position as f64 * 60.0 / per_min).ceil() as u64
 }
 
-pub fn eta(position: u64, stats: &RateStats) -> Eta {
+/// The ETA band of `position` at `now_ms`. Admissions start at the on-sale
+/// time, so before it the wait is the time left until then plus what the
+/// position needs at the expected pace from then on. A pause does not
+/// change it: the band says how long once admissions resume.
+pub fn eta(position: u64, stats: &RateStats, settings: &QueueSettings, now_ms: i64) -> Eta {
+    let start_ms = settings.on_sale_at_ms.saturating_sub(now_ms).max(0);
     Eta {
-        eta_s: seconds_at(position, stats.per_min),
-        low_s: seconds_at(position, stats.high_per_min),
-        high_s: seconds_at(position, stats.low_per_min),
+        eta_s: seconds_at(start_ms, position, stats.per_min),
+        low_s: seconds_at(start_ms, position, stats.high_per_min),
+        high_s: seconds_at(start_ms, position, stats.low_per_min),
     }
 }
 
@@ -352,7 +363,7 @@ mod tests {
         let stats = RateStats::expected(&s);
         assert_eq!(stats.per_min, 1.0);
         assert_eq!(stats.high_per_min, 600.0, "buyers who finish early let others in sooner");
-        assert_eq!(eta(30, &stats).eta_s, 1_800);
+        assert_eq!(eta(30, &stats, &s, 0).eta_s, 1_800);
     }
 
     #[test]
@@ -365,8 +376,82 @@ mod tests {
         assert_eq!(stats.per_min, 120.0);
         assert_eq!(stats.low_per_min, 60.0);
         assert_eq!(stats.high_per_min, 180.0);
-        let e = eta(60, &stats);
+        let e = eta(60, &stats, &s, 0);
         assert_eq!(e, Eta { eta_s: 30, low_s: 20, high_s: 60 });
+    }
+
+    #[test]
+    fn eta_before_the_on_sale_counts_from_the_on_sale() {
+        const NOW: i64 = 1_700_000_000_000;
+        // 120/min expected, the band from half that to the full rate.
+        let s = QueueSettings { on_sale_at_ms: NOW + 3_600_000, ..settings(120, 10_000) };
+        let stats = RateStats::expected(&s);
+        assert_eq!(eta(1, &stats, &s, NOW), Eta { eta_s: 3_601, low_s: 3_601, high_s: 3_601 });
+        assert_eq!(eta(60, &stats, &s, NOW), Eta { eta_s: 3_630, low_s: 3_630, high_s: 3_660 });
+        // From the on-sale time on, only the position counts.
+        for now in [NOW + 3_600_000, NOW + 3_600_001, NOW + 7_200_000] {
+            assert_eq!(eta(60, &stats, &s, now), Eta { eta_s: 30, low_s: 30, high_s: 60 });
+        }
+        // A part of a second left still shows as a second.
+        assert_eq!(eta(60, &stats, &s, NOW + 3_599_999).eta_s, 31);
+    }
+
+    /// Positions 1..N, on-sale in the past, now or ahead, paused or not,
+    /// expected and measured paces: the band is ordered, starts no earlier
+    /// than the on-sale, adds exactly the time left to the on-sale, never
+    /// shrinks further back in line and never grows as time passes.
+    #[test]
+    fn eta_band_holds_for_every_position_and_on_sale_time() {
+        const NOW: i64 = 1_700_000_000_000;
+        let mut measured = RateMeter::default();
+        measured.record(NOW - 10_000, 5);
+        measured.record(NOW - 5_000, 15);
+        let offsets_ms = [-86_400_000, -1, 0, 1, 999, 1_000, 1_001, 59_999, 3_600_000, 30 * 86_400_000];
+        for (rate, max_active) in [(1, 1), (120, 200), (600, 10), (1_000_000, 1_000_000)] {
+            for paused in [false, true] {
+                for offset_ms in offsets_ms {
+                    let s = QueueSettings { paused, on_sale_at_ms: NOW + offset_ms, ..settings(rate, max_active) };
+                    let paces = [RateStats::expected(&s), measured.clone().stats(NOW, &s)];
+                    for stats in paces {
+                        let left_ms = offset_ms.max(0);
+                        let mut previous = Eta { eta_s: 0, low_s: 0, high_s: 0 };
+                        for position in 1..=2_000 {
+                            let e = eta(position, &stats, &s, NOW);
+                            let ctx = format!("rate {rate}, paused {paused}, on-sale in {offset_ms} ms, #{position}");
+                            assert!(e.low_s <= e.eta_s && e.eta_s <= e.high_s, "{ctx}: {e:?}");
+                            assert!(e.low_s as i64 * 1_000 >= left_ms, "{ctx}: {e:?} before the on-sale");
+                            let at_on_sale = eta(position, &stats, &s, NOW + left_ms);
+                            let added = e.eta_s - at_on_sale.eta_s;
+                            let left_s = left_ms as f64 / 1_000.0;
+                            assert!(
+                                added as f64 >= left_s.floor() && added as f64 <= left_s.ceil(),
+                                "{ctx}: adds {added} s for {left_ms} ms"
+                            );
+                            assert!(e.eta_s >= previous.eta_s && e.low_s >= previous.low_s, "{ctx}");
+                            assert!(e.high_s >= previous.high_s, "{ctx}");
+                            previous = e;
+                            let later = eta(position, &stats, &s, NOW + 1_000);
+                            assert!(later.eta_s <= e.eta_s && later.high_s <= e.high_s, "{ctx}: grew with time");
+                            assert_eq!(
+                                eta(position, &stats, &QueueSettings { paused: !paused, ..s }, NOW),
+                                e,
+                                "{ctx}: a pause does not move the band"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eta_without_a_pace_is_far_off_and_does_not_overflow() {
+        let s = QueueSettings { on_sale_at_ms: i64::MAX, ..QueueSettings::default() };
+        let none = RateStats { per_min: 0.0, low_per_min: f64::NAN, high_per_min: -1.0 };
+        let e = eta(u64::MAX, &none, &s, i64::MIN);
+        assert_eq!(e, Eta { eta_s: UNKNOWN_ETA_S, low_s: UNKNOWN_ETA_S, high_s: UNKNOWN_ETA_S });
+        let far = eta(u64::MAX, &RateStats::expected(&s), &s, i64::MIN);
+        assert!(far.low_s <= far.eta_s && far.eta_s <= far.high_s, "{far:?}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct AdmittedView {
     /// Hold rules of the event, so a client can say them up front (additions).
     pub max_seats_per_buyer: u32,
     pub hold_s: u32,
+    /// The end of the window, for the hub to tell the buyer when it passes.
+    #[serde(skip)]
+    pub until_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,9 +60,11 @@ impl Ctx {
         Ok((id, e))
     }
 
-    pub fn queue_view(&self, id: &EventId, event: &Event, position: u64, waiting: u64) -> QueueView {
+    /// The `queue` message for `position` at `now_ms`; before the on-sale
+    /// time the ETA counts from the on-sale time.
+    pub fn queue_view(&self, id: &EventId, event: &Event, position: u64, waiting: u64, now_ms: i64) -> QueueView {
         let stats = self.catalog.stats(id, &event.queue);
-        let eta = eta(position, &stats);
+        let eta = eta(position, &stats, &event.queue, now_ms);
         QueueView {
             event: id.clone(),
             position,
@@ -82,17 +87,19 @@ impl Ctx {
             expires_at: rfc3339(until_ms),
             max_seats_per_buyer: rules.max_seats_per_buyer,
             hold_s: rules.hold_s,
+            until_ms,
         }
     }
 
     /// Joins the line (or finds the buyer's existing place or admission).
     pub async fn join_queue(&self, user: &UserId, event: &str) -> AppResult<(EventId, QueueReply)> {
         let (id, e) = self.find_event(event)?;
-        let outcome = self.queue.join(&id, user, self.clock.now_ms()).await?.ok_or(AppError::NotFound("event"))?;
+        let now = self.clock.now_ms();
+        let outcome = self.queue.join(&id, user, now).await?.ok_or(AppError::NotFound("event"))?;
         self.metrics.joins.inc();
         let reply = match outcome {
             JoinOutcome::Waiting { position, waiting } => {
-                QueueReply::Waiting(self.queue_view(&id, &e, position, waiting))
+                QueueReply::Waiting(self.queue_view(&id, &e, position, waiting, now))
             }
             JoinOutcome::Admitted { until_ms } => QueueReply::Admitted(self.admitted_view(user, &id, until_ms)),
         };
@@ -103,13 +110,14 @@ impl Ctx {
     /// an open socket does.
     pub async fn queue_status(&self, user: &UserId, event: &str) -> AppResult<QueueReply> {
         let (id, e) = self.find_event(event)?;
-        let batch = self.queue.status(&id, std::slice::from_ref(user), self.clock.now_ms()).await?;
+        let now = self.clock.now_ms();
+        let batch = self.queue.status(&id, std::slice::from_ref(user), now).await?;
         if let Some(stats) = batch.stats {
             self.catalog.set_stats(&id, stats);
         }
         match batch.statuses.first() {
             Some(PlaceStatus::Waiting { position }) => {
-                Ok(QueueReply::Waiting(self.queue_view(&id, &e, *position, batch.waiting)))
+                Ok(QueueReply::Waiting(self.queue_view(&id, &e, *position, batch.waiting, now)))
             }
             Some(PlaceStatus::Admitted { until_ms }) => {
                 Ok(QueueReply::Admitted(self.admitted_view(user, &id, *until_ms)))

@@ -14,7 +14,7 @@ use crate::domain::queue::RateMeter;
 use crate::store::StoreResult;
 use crate::store::seats::Cause;
 use crate::store::waiting::Lease;
-use crate::ws::protocol::encode;
+use crate::ws::protocol::{Left, encode};
 
 /// A lease outlives a missed renewal or two, and a dead holder is replaced
 /// within TTL + one renewal period.
@@ -90,7 +90,12 @@ async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> S
         set_held(ctx, id, false);
         return Ok(());
     }
-    // Holds end with the window, and on the server clock.
+    // Windows end on the server clock: local sockets hear at once (other
+    // nodes' sockets on their next status tick), before anything below can
+    // fail, and the holds end with the window.
+    for user in &out.expired {
+        ctx.hub.end_window(id, user, now, || encode(&Left { event: id, reason: "window_ended" }, None).into());
+    }
     for user in &out.expired {
         ctx.seats.release_all(id, user, Cause::WindowEnded).await?;
     }
@@ -101,7 +106,7 @@ async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> S
     // Local sockets hear of their admission now; other nodes' sockets on
     // their next status tick.
     for (user, until_ms) in &out.admitted {
-        ctx.hub.take_user_and_tell(id, user, None, || encode(&ctx.admitted_view(user, id, *until_ms), None).into());
+        ctx.hub.admit(id, user, *until_ms, || encode(&ctx.admitted_view(user, id, *until_ms), None).into());
     }
     if now - state.published_ms >= PUBLISH_STATS_MS
         && let Some(event) = ctx.catalog.get(id)

@@ -1,7 +1,9 @@
-//! The notifier: every tick, fetch the places of all buyers waiting on this
-//! node's sockets (one store call per event and chunk, which also keeps
-//! their places alive) and push what changed: positions when due,
-//! admissions, and lost places.
+//! The notifier: every tick, fetch the places of all buyers waiting or
+//! admitted on this node's sockets (one store call per event and chunk,
+//! which also keeps waiting places alive) and push what changed: positions
+//! when due, admissions, lost places and ended shopping windows. Admissions
+//! and window ends decided by another node's admitter reach this node's
+//! sockets this way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         // they belong to, however long the store calls take.
         let now = ctx.clock.now_ms();
         let tick_ms = ctx.cfg.notify_tick_ms as i64;
-        for (event, users) in ctx.hub.waiting_users() {
+        for (event, users) in ctx.hub.joined_users() {
             let Some(e) = ctx.catalog.get(&event) else { continue };
             for chunk in users.chunks(STATUS_CHUNK) {
                 let batch = match ctx.queue.status(&event, chunk, now).await {
@@ -41,9 +43,12 @@ pub async fn run(ctx: Arc<Ctx>) {
                 }
                 let pushed = ctx.hub.deliver(&event, chunk, &batch.statuses, now, tick_ms, |news| {
                     let frame = match news {
-                        News::Position(position) => encode(&ctx.queue_view(&event, &e, position, batch.waiting), None),
+                        News::Position(position) => {
+                            encode(&ctx.queue_view(&event, &e, position, batch.waiting, now), None)
+                        }
                         News::Admitted { user, until_ms } => encode(&ctx.admitted_view(user, &event, until_ms), None),
                         News::Gone => encode(&Left { event: &event, reason: "gone" }, None),
+                        News::WindowEnded => encode(&Left { event: &event, reason: "window_ended" }, None),
                     };
                     frame.into()
                 });

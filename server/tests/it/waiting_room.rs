@@ -3,12 +3,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::json;
+use queueticket::store::sql::SqlStore;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
 
-use crate::common::{Backend, EVENT, TestServer, http, position};
+use crate::common::{Backend, Client, EVENT, Options, REDIS_URL, TestServer, http, position, purge_redis, temp_dir};
 
 on_both_backends!(
     thousand_buyers_get_distinct_places_and_are_admitted_in_order_at_the_rate,
@@ -19,6 +20,10 @@ on_both_backends!(
     admitted_at_once_without_pressure_with_a_bound_pass,
     leaving_gives_the_place_up_everywhere,
     a_window_ends_and_frees_its_slot,
+    the_eta_before_the_on_sale_counts_from_the_on_sale,
+    the_end_of_a_window_is_pushed_to_the_buyer,
+    every_tab_of_the_buyer_hears_the_window_end,
+    a_buyer_admitted_at_once_hears_the_window_end,
 );
 
 fn until_ms(admitted: &serde_json::Value) -> i64 {
@@ -284,4 +289,201 @@ async fn a_window_ends_and_frees_its_slot(backend: Backend) {
     let r = first.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
     assert_eq!(r["code"], "not_admitted", "the ended window no longer admits: {r}");
     server.stop().await;
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Options for a server whose catalogue is a fresh SQLite database seeded
+/// with the demo event and then given what the seller API does not offer:
+/// an on-sale time `on_sale_in_ms` from now, and windows shorter than 10 s.
+/// Every node starts its waiting room from the SQL record.
+async fn seeded(backend: &Backend, on_sale_in_ms: i64, window_s: u32) -> Options {
+    let url = format!("sqlite://{}?mode=rwc", temp_dir().join("catalog.db").display());
+    let store = SqlStore::connect(&url).await.expect("sqlite catalogue");
+    assert!(store.seed_demo(now_ms()).await.expect("seed"), "a fresh database is seeded");
+    store.close().await;
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite");
+    sqlx::query("UPDATE events SET on_sale_at_ms = $1, window_s = $2 WHERE id = $3")
+        .bind(now_ms() + on_sale_in_ms)
+        .bind(i64::from(window_s))
+        .bind(EVENT)
+        .execute(&pool)
+        .await
+        .expect("demo settings");
+    pool.close().await;
+    let mut opts = Options::new(backend.clone());
+    opts.database_url = Some(url);
+    opts
+}
+
+async fn the_eta_before_the_on_sale_counts_from_the_on_sale(backend: Backend) {
+    const HOUR_S: u64 = 3_600;
+    let server = TestServer::start_with(seeded(&backend, HOUR_S as i64 * 1_000, 600).await).await;
+    let check = |v: &Value| {
+        let (eta, low, high) = (v["eta_s"].as_u64(), v["eta_low_s"].as_u64(), v["eta_high_s"].as_u64());
+        let (Some(eta), Some(low), Some(high)) = (eta, low, high) else { panic!("ETA band in {v}") };
+        // Seconds went by since the seeding; the line itself adds seconds.
+        assert!((HOUR_S - 10..=HOUR_S + 60).contains(&eta), "eta_s counts from the on-sale an hour away: {v}");
+        assert!(low <= eta && eta <= high, "ordered band: {v}");
+        assert!(low >= HOUR_S - 10, "nobody is in before the on-sale: {v}");
+    };
+    let mut first = server.buyer("early1").await;
+    let joined = first.join(EVENT).await;
+    assert_eq!(position(&joined), 1, "nobody is admitted before the on-sale: {joined}");
+    check(&joined);
+    let mut second = server.buyer("early2").await;
+    let behind = second.join(EVENT).await;
+    assert_eq!(position(&behind), 2);
+    check(&behind);
+    assert!(behind["eta_s"].as_u64() >= joined["eta_s"].as_u64(), "{behind} behind {joined}");
+    // Pushes and REST polls say the same.
+    check(&first.recv_type("queue").await);
+    let path = format!("/api/v1/events/{EVENT}/queue");
+    let polled = http(server.addr, "GET", &path, Some(&server.buyer_token("early2")), None).await.unwrap();
+    assert_eq!(polled.status, 200, "{}", polled.body);
+    check(&polled.json());
+    server.stop().await;
+}
+
+/// Waits for `left` on `c`, answering for the frames seen before it.
+async fn recv_left(c: &mut Client, within: Duration) -> (Value, Vec<Value>) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut before = Vec::new();
+    loop {
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let v = c.try_recv(wait).await.unwrap_or_else(|| panic!("no `left` in time; got {before:?}"));
+        if v["type"] == "left" {
+            return (v, before);
+        }
+        before.push(v);
+    }
+}
+
+/// `left` came with reason `window_ended`, not before the window's end and
+/// within a few seconds of it.
+fn assert_window_ended(left: &Value, until: i64) {
+    let at = now_ms();
+    assert_eq!(left["event"], EVENT, "{left}");
+    assert_eq!(left["reason"], "window_ended", "{left}");
+    assert!(left["req"].is_null(), "a push carries no req: {left}");
+    // 50 ms for the server's monotonic clock against the test's wall clock.
+    assert!(at >= until - 50, "`left` {} ms before the window ended", until - at);
+    assert!(at <= until + 3_000, "`left` {} ms after the window ended", at - until);
+}
+
+const WINDOW_S: u32 = 3;
+
+async fn the_end_of_a_window_is_pushed_to_the_buyer(backend: Backend) {
+    let server = TestServer::start_with(seeded(&backend, -1_000, WINDOW_S).await).await;
+    server.patch_queue(json!({"paused": true})).await;
+    let mut c = server.buyer("shopper").await;
+    assert_eq!(position(&c.join(EVENT).await), 1);
+    server.patch_queue(json!({"paused": false})).await;
+    let admitted = c.recv_type("admitted").await;
+    let until = until_ms(&admitted);
+    assert!(until - now_ms() <= i64::from(WINDOW_S) * 1_000, "{admitted}");
+    // No seats held: the `left` push is all the buyer hears.
+    let (left, before) = recv_left(&mut c, Duration::from_secs(u64::from(WINDOW_S) + 5)).await;
+    assert_window_ended(&left, until);
+    assert!(before.is_empty(), "nothing else came first: {before:?}");
+    assert!(c.try_recv(Duration::from_millis(800)).await.is_none(), "told once");
+    let r = c.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
+    assert_eq!(r["code"], "not_admitted", "{r}");
+    // Joining again is a new place, and its window ends the same way.
+    let again = c.join(EVENT).await;
+    assert_eq!(again["type"], "admitted", "{again}");
+    server.stop().await;
+}
+
+async fn a_buyer_admitted_at_once_hears_the_window_end(backend: Backend) {
+    let server = TestServer::start_with(seeded(&backend, -1_000, WINDOW_S).await).await;
+    let mut c = server.buyer("quick").await;
+    let admitted = c.join(EVENT).await;
+    assert_eq!(admitted["type"], "admitted", "nobody waits: admitted at once: {admitted}");
+    let until = until_ms(&admitted);
+    // A second tab that joins after the admission hears it too.
+    let mut later_tab = server.buyer("quick").await;
+    assert_eq!(until_ms(&later_tab.join(EVENT).await), until);
+    let within = Duration::from_secs(u64::from(WINDOW_S) + 5);
+    for tab in [&mut c, &mut later_tab] {
+        let (left, before) = recv_left(tab, within).await;
+        assert_window_ended(&left, until);
+        assert!(before.is_empty(), "nothing else came first: {before:?}");
+    }
+    server.stop().await;
+}
+
+async fn every_tab_of_the_buyer_hears_the_window_end(backend: Backend) {
+    let server = TestServer::start_with(seeded(&backend, -1_000, WINDOW_S).await).await;
+    server.patch_queue(json!({"paused": true})).await;
+    let mut first_tab = server.buyer("two-tabs").await;
+    let mut second_tab = server.buyer("two-tabs").await;
+    assert_eq!(position(&first_tab.join(EVENT).await), 1);
+    assert_eq!(position(&second_tab.join(EVENT).await), 1);
+    server.patch_queue(json!({"paused": false})).await;
+    let until = until_ms(&first_tab.recv_type("admitted").await);
+    assert_eq!(until_ms(&second_tab.recv_type("admitted").await), until);
+    // One tab holds a seat: its hold ends with the window as well.
+    let held = first_tab.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
+    assert_eq!(held["type"], "held", "{held}");
+    let within = Duration::from_secs(u64::from(WINDOW_S) + 5);
+    for tab in [&mut first_tab, &mut second_tab] {
+        let (left, _) = recv_left(tab, within).await;
+        assert_window_ended(&left, until);
+    }
+    // Both tabs (every socket of the holder) hear of the hold, whichever
+    // came first.
+    for tab in [&mut first_tab, &mut second_tab] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = tab.try_recv(wait).await.expect("hold_expired in time");
+            if v["type"] == "hold_expired" {
+                assert_eq!(v["seats"], json!(["A-1-1"]), "{v}");
+                break;
+            }
+            assert_ne!(v["type"], "left", "told once: {v}");
+        }
+    }
+    server.stop().await;
+}
+
+async fn lease_holder(prefix: &str) -> Option<String> {
+    let client = ::redis::Client::open(REDIS_URL).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    ::redis::cmd("HGET").arg(format!("{prefix}:q:{{{EVENT}}}:lease")).arg("node").query_async(&mut conn).await.ok()?
+}
+
+/// The admitter runs on one node, the buyer's socket is on another: the
+/// window's end reaches the socket through its node's status refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_window_ended_by_another_nodes_admitter_is_pushed() {
+    let backend = Backend::redis();
+    let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
+    let secret = format!("window-secret-{:032x}", rand::random::<u128>());
+    let node = |name: &str, mut opts: Options| {
+        opts.node_id = Some(name.into());
+        opts.secret = secret.clone();
+        opts
+    };
+    let admitter = TestServer::start_with(node("node-admits", seeded(&backend, -1_000, WINDOW_S).await)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while lease_holder(&prefix).await.as_deref() != Some("node-admits") {
+        assert!(tokio::time::Instant::now() < deadline, "the first node never took the lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let other = TestServer::start_with(node("node-serves", seeded(&backend, -1_000, WINDOW_S).await)).await;
+    admitter.patch_queue(json!({"paused": true})).await;
+    let mut c = other.buyer("remote").await;
+    assert_eq!(position(&c.join(EVENT).await), 1);
+    admitter.patch_queue(json!({"paused": false})).await;
+    let until = until_ms(&c.recv_type("admitted").await);
+    let (left, _) = recv_left(&mut c, Duration::from_secs(u64::from(WINDOW_S) + 5)).await;
+    assert_window_ended(&left, until);
+    assert_eq!(lease_holder(&prefix).await.as_deref(), Some("node-admits"), "the other node admitted throughout");
+    other.stop().await;
+    admitter.stop().await;
+    purge_redis(&prefix).await;
 }
