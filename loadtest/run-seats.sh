@@ -84,7 +84,7 @@ fi
 
 echo "mode $MODE; ulimit -n: $(ulimit -n)" >&2
 "$SERVER_BIN" --listen "127.0.0.1:$PORT" --data-dir "$DATA" \
-    --ws-upgrades-per-min 10000000 "${MODE_ARGS[@]}" ${SERVER_ARGS:-} >"$DATA/server.log" 2>&1 3>&- &
+    --ws-upgrades-per-min 10000000 --max-connections-per-ip 0 "${MODE_ARGS[@]}" ${SERVER_ARGS:-} >"$DATA/server.log" 2>&1 3>&- &
 SERVER=$!
 
 for _ in $(seq 1 150); do

@@ -29,7 +29,7 @@ BIN="$CARGO_TARGET_DIR/release"
 echo "ulimit -n: $(ulimit -n); ports: $(cat /proc/sys/net/ipv4/ip_local_port_range)" >&2
 DATA="$(mktemp -d /tmp/qt-surge-XXXXXX)"
 "$BIN/queueticket" --listen "127.0.0.1:$PORT" --data-dir "$DATA" \
-    --ws-upgrades-per-min 10000000 ${SERVER_ARGS:-} >"$DATA/server.log" 2>&1 &
+    --ws-upgrades-per-min 10000000 --max-connections-per-ip 0 ${SERVER_ARGS:-} >"$DATA/server.log" 2>&1 &
 SERVER=$!
 cleanup() {
     kill "$SERVER" 2>/dev/null || true

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,7 @@ use crate::bus::{BusError, SeatBus};
 use crate::clock::Clock;
 use crate::config::{Secret, ServerConfig};
 use crate::domain::EventId;
+use crate::http::serve::{ServeSettings, serve};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
@@ -195,12 +195,6 @@ async fn build(cfg: ServerConfig) -> Result<Arc<Ctx>, StartError> {
 /// overflows into one-second client retries.
 const LISTEN_BACKLOG: u32 = 4_096;
 
-/// Kernel send buffer per client socket. Left to autotuning, one client that
-/// stops reading can park megabytes in the kernel before the server even
-/// notices; with a bound, its frames back up into its bounded queue and the
-/// slow-client rules (resync, then close) take over.
-const SOCKET_SEND_BUFFER: usize = 256 * 1024;
-
 /// Binds the listening socket with a backlog fit for a surge.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
@@ -219,6 +213,10 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let ctx = build(cfg).await?;
     let addr = listener.local_addr().map_err(io_err("listener has no address"))?;
+    let metrics_listener = match ctx.cfg.metrics_listen {
+        Some(at) => Some(bind(at).map_err(io_err(format!("cannot listen for metrics on {at}")))?),
+        None => None,
+    };
     info!(%addr, node = %ctx.node_id, embedded = ctx.cfg.embedded(), "queueticket listening");
 
     let workers = TaskTracker::new();
@@ -236,25 +234,25 @@ pub async fn run(
     });
 
     let token = ctx.shutdown.clone();
-    let app = crate::http::router(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = listener.tap_io(|tcp| {
-        // Small frames should not wait for Nagle; failures only cost latency.
-        let _ = tcp.set_nodelay(true);
-        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = token.cancelled() => {}
+        }
+        token.cancel();
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = token.cancelled() => {}
-            }
-            token.cancel();
-        })
-        .await;
-    ctx.shutdown.cancel();
-    if let Err(e) = served {
-        warn!(error = %e, "server stopped with an error");
+    let settings = ServeSettings::from_config(&ctx.cfg);
+    info!(max = settings.limits.max(), per_ip = ctx.cfg.max_connections_per_ip, "connection limits");
+    let main = serve(listener, crate::http::router(ctx.clone()), settings, ctx.shutdown.clone());
+    match metrics_listener {
+        Some(l) => {
+            let metrics =
+                serve(l, crate::http::metrics_router(ctx.clone()), ServeSettings::internal(), ctx.shutdown.clone());
+            tokio::join!(main, metrics);
+        }
+        None => main.await,
     }
+    ctx.shutdown.cancel();
     ctx.sessions.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, ctx.sessions.wait()).await.is_err() {
         warn!(open = ctx.sessions.len(), "sockets still open after the drain timeout");

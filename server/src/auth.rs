@@ -30,6 +30,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not valid before this time (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// The seller a seller token acts for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seller: Option<String>,
@@ -53,11 +56,12 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Buyers (and operators acting as one) use the buyer surface.
+    /// Only buyers use the buyer surface: what a buyer does there (a place
+    /// in line, holds, orders) is theirs, and operators act over REST.
     pub fn require_buyer(self) -> Result<Self, AuthError> {
         match self.role {
-            Role::Buyer | Role::Admin => Ok(self),
-            Role::Seller => Err(AuthError::WrongRole),
+            Role::Buyer => Ok(self),
+            Role::Seller | Role::Admin => Err(AuthError::WrongRole),
         }
     }
 
@@ -105,6 +109,7 @@ pub fn unix_now_s() -> u64 {
 fn validation(alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
     v.leeway = LEEWAY_S;
+    v.validate_nbf = true;
     v.set_required_spec_claims(&["exp", "sub"]);
     v
 }
@@ -139,6 +144,11 @@ impl Auth {
         if claims.sub.is_empty() || claims.sub.len() > 128 {
             return Err(AuthError::Invalid);
         }
+        // Issued in the future, or after it expires: the issuer's clock or
+        // the token is wrong either way.
+        if claims.iat.is_some_and(|iat| iat > unix_now_s() + LEEWAY_S || iat > claims.exp) {
+            return Err(AuthError::Invalid);
+        }
         Ok(Identity { user: claims.sub.into(), role: claims.role, seller: claims.seller })
     }
 
@@ -156,7 +166,14 @@ impl Auth {
 
     pub fn mint_hs(&self, sub: &str, role: Role, seller: Option<&str>, ttl_s: u64) -> String {
         let now = unix_now_s();
-        let claims = Claims { sub: sub.into(), role, exp: now + ttl_s, iat: Some(now), seller: seller.map(Into::into) };
+        let claims = Claims {
+            sub: sub.into(),
+            role,
+            exp: now + ttl_s,
+            iat: Some(now),
+            nbf: None,
+            seller: seller.map(Into::into),
+        };
         // HMAC signing of a serializable struct cannot fail.
         encode(&Header::new(Algorithm::HS256), &claims, &self.hs_encode).unwrap_or_default()
     }
@@ -199,7 +216,7 @@ mod tests {
     }
 
     fn claims(role: Role, exp: u64) -> Claims {
-        Claims { sub: "u-1".into(), role, exp, iat: None, seller: None }
+        Claims { sub: "u-1".into(), role, exp, iat: None, nbf: None, seller: None }
     }
 
     #[test]
@@ -232,6 +249,20 @@ mod tests {
     }
 
     #[test]
+    fn tokens_not_yet_valid_or_issued_in_the_future_fail() {
+        let a = auth();
+        let now = unix_now_s();
+        let later = Claims { nbf: Some(now + 600), ..claims(Role::Buyer, now + 3_600) };
+        assert_eq!(a.verify(&a.mint(&later, Algorithm::HS256).unwrap()).unwrap_err(), AuthError::Invalid);
+        let from_the_future = Claims { iat: Some(now + 600), ..claims(Role::Buyer, now + 3_600) };
+        assert_eq!(a.verify(&a.mint(&from_the_future, Algorithm::HS256).unwrap()).unwrap_err(), AuthError::Invalid);
+        let backwards = Claims { iat: Some(now), ..claims(Role::Buyer, now - 1) };
+        assert!(a.verify(&a.mint(&backwards, Algorithm::HS256).unwrap()).is_err());
+        let valid_now = Claims { nbf: Some(now - 1), iat: Some(now), ..claims(Role::Buyer, now + 60) };
+        assert!(a.verify(&a.mint(&valid_now, Algorithm::HS256).unwrap()).is_ok());
+    }
+
+    #[test]
     fn a_pass_is_bound_to_user_and_event_and_is_no_login() {
         let a = auth();
         let exp = (unix_now_s() as i64 + 600) * 1000;
@@ -248,6 +279,8 @@ mod tests {
     fn roles_gate_surfaces() {
         let buyer = Identity { user: "b".into(), role: Role::Buyer, seller: None };
         assert!(buyer.clone().require_buyer().is_ok());
+        let admin = Identity { user: "a".into(), role: Role::Admin, seller: None };
+        assert_eq!(admin.require_buyer().unwrap_err(), AuthError::WrongRole);
         assert_eq!(buyer.require_seller().unwrap_err(), AuthError::WrongRole);
         let seller = Identity { user: "s".into(), role: Role::Seller, seller: Some("s-1".into()) };
         assert_eq!(seller.require_seller().unwrap(), "s-1");

@@ -156,6 +156,43 @@ pub struct ServerConfig {
     #[arg(long, env = "QT_WS_MSGS_PER_S", default_value_t = 20, global = true)]
     pub ws_msgs_per_s: u32,
 
+    /// Seconds a socket may stay over its message limit (every frame counts,
+    /// pings and pongs too) before it is closed with 1008.
+    #[arg(long, env = "QT_WS_ABUSE_CLOSE_S", default_value_t = 3, global = true)]
+    pub ws_abuse_close_s: u32,
+
+    /// Open connections at most (plain HTTP and sockets alike); 0 derives it
+    /// from the open-file limit, leaving room for the process's own files.
+    /// Connections past it are closed at once and logged.
+    #[arg(long, env = "QT_MAX_CONNECTIONS", default_value_t = 0, global = true)]
+    pub max_connections: u32,
+
+    /// Open connections at most per client address (0: no cap). Carrier NAT
+    /// puts many buyers behind one address, hence the generous default.
+    #[arg(long, env = "QT_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000, global = true)]
+    pub max_connections_per_ip: u32,
+
+    /// Seconds a connection gets to send a complete request head, counted
+    /// from when it opens or its previous response ended; an idle
+    /// keep-alive connection is closed after the same time.
+    #[arg(long, env = "QT_HTTP_HEADER_TIMEOUT_S", default_value_t = 10, global = true)]
+    pub http_header_timeout_s: u64,
+
+    /// Seconds a request may take to arrive and be answered (a body sent
+    /// slowly included; a streamed response may run longer). Past it: 408.
+    #[arg(long, env = "QT_HTTP_REQUEST_TIMEOUT_S", default_value_t = 30, global = true)]
+    pub http_request_timeout_s: u64,
+
+    /// Serve /metrics on this separate address instead (then the main
+    /// listener does not serve it).
+    #[arg(long, env = "QT_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Bearer token that opens /metrics on the main listener to any address.
+    /// Without it (and without --metrics-listen) only loopback clients get it.
+    #[arg(long, env = "QT_METRICS_TOKEN", global = true, hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+
     /// Frames a socket may have queued before pushes to it are dropped or,
     /// for frames that matter, the socket is closed.
     #[arg(long, env = "QT_WS_OUTBOX", default_value_t = 32, global = true)]
@@ -210,6 +247,15 @@ impl ServerConfig {
         }
         if !(10..=10_000).contains(&self.admit_tick_ms) || !(50..=1_500).contains(&self.notify_tick_ms) {
             return Err("--admit-tick-ms must be 10..10000 and --notify-tick-ms 50..1500".into());
+        }
+        if self.ws_abuse_close_s == 0 {
+            return Err("--ws-abuse-close-s must be at least 1".into());
+        }
+        if !(1..=300).contains(&self.http_header_timeout_s) || !(1..=3_600).contains(&self.http_request_timeout_s) {
+            return Err("--http-header-timeout-s must be 1..300 and --http-request-timeout-s 1..3600".into());
+        }
+        if matches!(&self.metrics_token, Some(Secret(t)) if t.len() < 16) {
+            return Err("--metrics-token must be at least 16 bytes".into());
         }
         if let Some(Secret(s)) = &self.jwt_secret
             && s.len() < 16

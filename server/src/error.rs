@@ -13,6 +13,9 @@ use crate::domain::queue::InvalidSetting;
 use crate::domain::seats::HoldRequestError;
 use crate::store::StoreError;
 
+/// Longest error message a client is sent, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
 /// Error codes of the wire contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,8 +105,18 @@ impl AppError {
         }
     }
 
-    /// The text a client may see; internal causes stay in the log.
+    /// The text a client may see; internal causes stay in the log. Parser
+    /// messages may quote the input, so it is cut to a bounded length.
     pub fn public_message(&self) -> String {
+        let mut text = self.message_text();
+        if let Some((cut, _)) = text.char_indices().nth(MAX_MESSAGE_CHARS) {
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    }
+
+    fn message_text(&self) -> String {
         match self.code() {
             ErrorCode::Internal => {
                 tracing::error!(error = %self, "internal error");

@@ -31,6 +31,7 @@ fn mint(cli: &Cli, args: &TokenArgs) -> anyhow::Result<String> {
         role: args.role,
         exp: now + args.ttl_s,
         iat: Some(now),
+        nbf: None,
         seller: args.seller.clone(),
     };
     let alg = if args.rs256 { Algorithm::RS256 } else { Algorithm::HS256 };

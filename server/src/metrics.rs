@@ -44,6 +44,8 @@ pub struct Metrics {
     pub position_pushes: Counter,
     pub pushes_skipped_full: Counter,
     pub slow_sockets_closed: Counter,
+    /// Sockets closed for staying over their frame budget.
+    pub abusive_sockets_closed: Counter,
     pub send_timeouts: Counter,
     pub holds: Counter,
     pub diffs_relayed: Counter,
@@ -114,6 +116,12 @@ impl Metrics {
             "counter",
             "Sockets closed for not keeping up.",
             self.slow_sockets_closed.get().to_string(),
+        );
+        line(
+            "qt_abusive_sockets_closed_total",
+            "counter",
+            "Sockets closed for staying over their frame budget.",
+            self.abusive_sockets_closed.get().to_string(),
         );
         line(
             "qt_send_timeouts_total",

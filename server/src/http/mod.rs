@@ -2,21 +2,25 @@
 //! service, and shape the answer; the rules live in `services` and `domain`.
 
 mod events;
+pub mod guard;
 mod guest;
 mod meta;
 mod seller;
+pub mod serve;
 mod web;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::Ctx;
@@ -24,6 +28,7 @@ use crate::auth::{AuthError, Identity};
 use crate::error::AppError;
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
+    let request_timeout = Duration::from_secs(ctx.cfg.http_request_timeout_s);
     Router::new()
         .route("/", get(web::index))
         .route("/app.js", get(web::app_js))
@@ -43,7 +48,21 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/v1/seller/events/{event}/queue", get(seller::queue_settings).patch(seller::patch_queue))
         .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { AppError::NotFound("route") })
+        // A request body trickled in slowly holds its connection no longer.
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(axum::middleware::from_fn(guard::guard))
         .layer(TraceLayer::new_for_http())
+        .with_state(ctx)
+}
+
+/// The operator listener of `--metrics-listen`: `/metrics` for anyone who
+/// can reach that address, and `/healthz`.
+pub fn metrics_router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/metrics", get(meta::metrics_open))
+        .route("/healthz", get(meta::health))
+        .fallback(|| async { AppError::NotFound("route") })
+        .layer(axum::middleware::from_fn(guard::guard))
         .with_state(ctx)
 }
 

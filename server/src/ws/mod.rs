@@ -2,6 +2,8 @@
 //! socket exists), the per-socket session, the local fan-out hub and the
 //! wire types.
 
+#[cfg(test)]
+mod fuzz;
 pub mod hub;
 pub mod outbox;
 pub mod protocol;
@@ -11,10 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use serde::Deserialize;
 
 use crate::app::Ctx;
 use crate::auth::AuthError;
@@ -28,22 +29,29 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// Cap on bytes queued inside the socket writer.
 const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
-#[derive(Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
+/// The `?token=` of a socket upgrade; more than one is ambiguous.
+fn query_token(query: Option<&str>) -> Result<Option<String>, AppError> {
+    let mut found = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "token" && found.replace(value.into_owned()).is_some() {
+            return Err(AppError::BadRequest("give `token` once".into()));
+        }
+    }
+    Ok(found)
 }
 
 pub async fn upgrade(
     State(ctx): State<Arc<Ctx>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> AppResult<Response> {
     if ctx.limits.upgrades.check_key(&client_ip(&ctx, &headers, &addr)).is_err() {
         return Err(AppError::RateLimited);
     }
-    let token = bearer_token(&headers).or(query.token.as_deref()).ok_or(AuthError::Missing)?;
+    let query = query_token(uri.query())?;
+    let token = bearer_token(&headers).or(query.as_deref()).ok_or(AuthError::Missing)?;
     let who = ctx.auth.verify(token)?.require_buyer()?;
     let sessions = ctx.sessions.clone();
     Ok(ws

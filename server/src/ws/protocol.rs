@@ -26,8 +26,9 @@ pub enum ClientMsg {
     },
     Watch {
         event: String,
-        /// `compact` for the compact snapshot form (an addition).
-        #[serde(default)]
+        /// `compact` for the compact snapshot form (an addition); absent or
+        /// null is the full form.
+        #[serde(default, deserialize_with = "null_is_default")]
         format: Format,
     },
     Unwatch {
@@ -61,36 +62,72 @@ pub enum ClientMsg {
     Ping,
 }
 
+/// Reads `null` as the field's default, like an absent field.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 const KNOWN_TYPES: &[&str] =
     &["join", "leave", "watch", "unwatch", "hold", "hold_best", "release", "claim_coupon", "checkout", "pay", "ping"];
 
-/// Just enough of a frame to answer it even when the rest is wrong.
+/// The `req` of a frame, read apart from the rest so that a frame wrong in
+/// any other way (a repeated `type` included) is still answered under it.
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: Option<serde_json::Value>,
+struct ReqOf {
     req: Option<Req>,
+}
+
+/// The `type` of a frame.
+#[derive(Deserialize)]
+struct TypeOf {
+    #[serde(rename = "type")]
+    kind: Option<TypeValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TypeValue {
+    Name(String),
+    /// Anything else, even a number too large for any type.
+    Other(serde::de::IgnoredAny),
+}
+
+fn is_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
+/// Only the request id of a frame, for answering one that will not be read.
+pub fn parse_req(text: &str) -> Option<Req> {
+    if !is_object(text) {
+        return None;
+    }
+    serde_json::from_str::<ReqOf>(text).ok().and_then(|r| r.req)
 }
 
 /// Parses a text frame. On failure the error still carries the frame's
 /// `req` when it had a readable one.
 pub fn parse(text: &str) -> (Option<Req>, Result<ClientMsg, AppError>) {
-    let envelope: Envelope = match serde_json::from_str(text) {
-        Ok(e) if text.trim_start().starts_with('{') => e,
+    let req = match serde_json::from_str::<ReqOf>(text) {
+        Ok(r) if is_object(text) => r.req,
         _ => return (None, Err(AppError::BadRequest("malformed JSON: expected one JSON object".into()))),
     };
-    let req = envelope.req;
-    let kind = match envelope.kind {
-        Some(serde_json::Value::String(k)) => k,
-        Some(_) => return (req, Err(AppError::BadRequest("`type` must be a string".into()))),
-        None => return (req, Err(AppError::BadRequest("missing field `type`".into()))),
+    let kind = match serde_json::from_str::<TypeOf>(text) {
+        Ok(TypeOf { kind: Some(TypeValue::Name(k)) }) => k,
+        Ok(TypeOf { kind: Some(_) }) => return (req, Err(AppError::BadRequest("`type` must be a string".into()))),
+        Ok(TypeOf { kind: None }) => return (req, Err(AppError::BadRequest("missing field `type`".into()))),
+        Err(_) => return (req, Err(AppError::BadRequest("`type` must appear once".into()))),
     };
     if !KNOWN_TYPES.contains(&kind.as_str()) {
         let shown: String = kind.chars().take(40).collect();
         return (req, Err(AppError::BadRequest(format!("unknown message type `{shown}`"))));
     }
     let msg = serde_json::from_str::<ClientMsg>(text).map_err(|e| {
-        // serde's text names the field and what was wrong, without echoing input.
+        // serde's text names the field and what was wrong; it may quote the
+        // input too, which `AppError::public_message` cuts short.
         let detail = e.to_string();
         let detail = detail.split(" at line ").next().unwrap_or("invalid fields");
         AppError::BadRequest(format!("bad `{kind}`: {detail}"))

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use governor::DefaultDirectRateLimiter;
 use tracing::debug;
 
 use super::hub::Peer;
@@ -17,13 +16,12 @@ use crate::auth::Identity;
 use crate::clock::rfc3339;
 use crate::domain::EventId;
 use crate::error::AppError;
+use crate::limits::{FrameBudget, Verdict};
 use crate::services::queue::QueueReply;
 use crate::services::seats::UnwatchedView;
 
 /// A write the client does not take within this time closes the socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Rate-limit breaches in a row after which we stop answering and close.
-const MAX_BREACHES: u32 = 200;
 /// Buyers reconnect after a restart with jitter around this delay.
 const RECONNECT_AFTER_MS: u64 = 2_000;
 
@@ -35,8 +33,7 @@ struct Session {
     joined: Vec<EventId>,
     /// Events this socket watches.
     watching: Vec<EventId>,
-    limiter: DefaultDirectRateLimiter,
-    breaches: u32,
+    budget: FrameBudget,
 }
 
 async fn close(ws: &mut WebSocket, kill: Kill) {
@@ -47,9 +44,9 @@ async fn close(ws: &mut WebSocket, kill: Kill) {
 pub async fn run(ctx: Arc<Ctx>, who: Identity, mut ws: WebSocket) {
     ctx.metrics.sockets_open.inc();
     let peer = Peer::new(ctx.cfg.ws_outbox);
-    let limiter = ctx.limits.per_socket();
+    let budget = ctx.limits.per_socket();
     ctx.hub.connect(&who.user, &peer);
-    let mut s = Session { ctx: ctx.clone(), who, peer, joined: Vec::new(), watching: Vec::new(), limiter, breaches: 0 };
+    let mut s = Session { ctx: ctx.clone(), who, peer, joined: Vec::new(), watching: Vec::new(), budget };
     let hello = encode(&Hello { user: &s.who.user, server_time: rfc3339(ctx.clock.now_ms()), protocol: 1 }, None);
     if s.send(&mut ws, hello.into()).await {
         s.serve(&mut ws).await;
@@ -90,29 +87,39 @@ impl Session {
                         return;
                     }
                 },
-                incoming = ws.recv() => match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        for frame in self.handle(&text).await {
-                            if !self.send(ws, frame.into()).await { return }
+                incoming = ws.recv() => {
+                    let msg = match incoming {
+                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Ok(msg)) => msg,
+                        Some(Err(e)) => {
+                            debug!(user = %self.who.user, error = %e, "socket read failed");
+                            // Oversized or malformed frames break the protocol: say why.
+                            close(ws, Kill { code: CLOSE_POLICY, reason: "frame too large or malformed" }).await;
+                            return;
                         }
-                        if self.breaches > MAX_BREACHES {
+                    };
+                    let reply = match (self.budget.check(), msg) {
+                        (Verdict::Close, _) => {
+                            self.ctx.metrics.abusive_sockets_closed.inc();
                             close(ws, Kill { code: CLOSE_POLICY, reason: "rate limit exceeded" }).await;
                             return;
                         }
+                        (Verdict::Refused, Message::Text(text)) => {
+                            vec![error_frame(&AppError::RateLimited, protocol::parse_req(&text).as_ref())]
+                        }
+                        (Verdict::Refused, _) => Vec::new(),
+                        (Verdict::Allowed, Message::Text(text)) => self.handle(&text).await,
+                        (Verdict::Allowed, Message::Binary(_)) => {
+                            let err = AppError::BadRequest("binary frames are not supported; send JSON text".into());
+                            vec![error_frame(&err, None)]
+                        }
+                        // tungstenite answers pings itself; they only count.
+                        (Verdict::Allowed, _) => Vec::new(),
+                    };
+                    for frame in reply {
+                        if !self.send(ws, frame.into()).await { return }
                     }
-                    Some(Ok(Message::Binary(_))) => {
-                        let err = AppError::BadRequest("binary frames are not supported; send JSON text".into());
-                        if !self.send(ws, error_frame(&err, None).into()).await { return }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return,
-                    Some(Err(e)) => {
-                        debug!(user = %self.who.user, error = %e, "socket read failed");
-                        // Oversized or malformed frames break the protocol: say why.
-                        close(ws, Kill { code: CLOSE_POLICY, reason: "frame too large or malformed" }).await;
-                        return;
-                    }
-                },
+                }
             }
         }
     }
@@ -121,11 +128,6 @@ impl Session {
     async fn handle(&mut self, text: &str) -> Vec<String> {
         self.ctx.metrics.ws_messages.inc();
         let (req, msg) = protocol::parse(text);
-        if self.limiter.check().is_err() {
-            self.breaches += 1;
-            return vec![error_frame(&AppError::RateLimited, req.as_ref())];
-        }
-        self.breaches = 0;
         let msg = match msg {
             Ok(msg) => msg,
             Err(e) => return vec![error_frame(&e, req.as_ref())],
@@ -142,11 +144,16 @@ impl Session {
             ClientMsg::Ping => Ok(vec![encode(&Pong {}, req)]),
             ClientMsg::Join { event } => {
                 let (id, reply) = self.ctx.join_queue(&user, &event).await?;
-                if let QueueReply::Waiting(view) = &reply {
-                    self.ctx.hub.add_waiter(&id, &user, &self.peer, view.position, self.ctx.clock.now_ms());
-                    if !self.joined.contains(&id) {
-                        self.joined.push(id);
+                // Waiting or admitted, the hub tells this socket what comes
+                // next: admission, or the end of the window.
+                match &reply {
+                    QueueReply::Waiting(view) => {
+                        self.ctx.hub.add_waiter(&id, &user, &self.peer, view.position, self.ctx.clock.now_ms())
                     }
+                    QueueReply::Admitted(view) => self.ctx.hub.add_admitted(&id, &user, &self.peer, view.until_ms),
+                }
+                if !self.joined.contains(&id) {
+                    self.joined.push(id);
                 }
                 Ok(vec![encode(&reply, req)])
             }

@@ -69,6 +69,11 @@ pub struct Options {
     /// it if missing) instead of `secret`.
     pub secret_from_data_dir: bool,
     pub tweak: fn(&mut ServerConfig),
+    /// Child servers only: more flags, an open-file limit, and a file that
+    /// gets the server's log.
+    pub child_args: Vec<String>,
+    pub child_nofile: Option<u64>,
+    pub child_log: Option<PathBuf>,
 }
 
 impl Options {
@@ -82,6 +87,9 @@ impl Options {
             data_dir: None,
             secret_from_data_dir: false,
             tweak: |_| {},
+            child_args: Vec::new(),
+            child_nofile: None,
+            child_log: None,
         }
     }
 
@@ -94,6 +102,8 @@ impl Options {
         cfg.guest = Some(true);
         cfg.guest_per_min = 100_000;
         cfg.ws_upgrades_per_min = 1_000_000;
+        // Every test client comes from 127.0.0.1.
+        cfg.max_connections_per_ip = 0;
         cfg.notify_tick_ms = 200;
         cfg.admit_tick_ms = 50;
         if let Backend::Redis(prefix) = &self.backend {
@@ -183,7 +193,8 @@ impl TestServer {
     }
 
     pub fn expired_token(&self, user: &str) -> String {
-        let claims = Claims { sub: user.into(), role: Role::Buyer, exp: unix_now_s() - 600, iat: None, seller: None };
+        let claims =
+            Claims { sub: user.into(), role: Role::Buyer, exp: unix_now_s() - 600, iat: None, nbf: None, seller: None };
         self.auth.mint(&claims, jsonwebtoken::Algorithm::HS256).expect("mint")
     }
 
@@ -252,8 +263,22 @@ impl ChildServer {
             .env_remove("QT_LOG")
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        if std::env::var_os("TEST_LOG").is_none() {
+        if !opts.child_args.iter().any(|a| a == "--max-connections-per-ip") {
+            // Every test client comes from 127.0.0.1.
+            cmd.arg("--max-connections-per-ip").arg("0");
+        }
+        cmd.args(&opts.child_args);
+        if let Some(path) = &opts.child_log {
+            let log = std::fs::File::create(path).expect("child log file");
+            cmd.stdout(Stdio::null()).stderr(log);
+        } else if std::env::var_os("TEST_LOG").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        if let Some(n) = opts.child_nofile {
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, n, n));
+            }
         }
         if let Some(url) = &opts.database_url {
             cmd.arg("--database-url").arg(url);

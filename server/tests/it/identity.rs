@@ -131,7 +131,14 @@ async fn rs256_tokens_work_with_a_configured_public_key() {
         Some(&std::fs::read(fixtures.join("rsa_private.pem")).unwrap()),
     )
     .unwrap();
-    let claims = Claims { sub: "rsa-buyer".into(), role: Role::Buyer, exp: unix_now_s() + 60, iat: None, seller: None };
+    let claims = Claims {
+        sub: "rsa-buyer".into(),
+        role: Role::Buyer,
+        exp: unix_now_s() + 60,
+        iat: None,
+        nbf: None,
+        seller: None,
+    };
     let token = signer.mint(&claims, jsonwebtoken::Algorithm::RS256).unwrap();
     let mut c = Client::connect(server.addr, &token).await;
     assert_eq!(c.user, "rsa-buyer");
