@@ -183,6 +183,11 @@ pub struct ServerConfig {
     #[arg(long, env = "QT_HTTP_REQUEST_TIMEOUT_S", default_value_t = 30, global = true)]
     pub http_request_timeout_s: u64,
 
+    /// Seconds a response may wait on a client that does not read before
+    /// the connection is dropped (sockets have their own 10 s send time-out).
+    #[arg(long, env = "QT_HTTP_WRITE_STALL_S", default_value_t = 30, global = true)]
+    pub http_write_stall_s: u64,
+
     /// Serve /metrics on this separate address instead (then the main
     /// listener does not serve it).
     #[arg(long, env = "QT_METRICS_LISTEN", global = true)]
@@ -251,8 +256,14 @@ impl ServerConfig {
         if self.ws_abuse_close_s == 0 {
             return Err("--ws-abuse-close-s must be at least 1".into());
         }
-        if !(1..=300).contains(&self.http_header_timeout_s) || !(1..=3_600).contains(&self.http_request_timeout_s) {
-            return Err("--http-header-timeout-s must be 1..300 and --http-request-timeout-s 1..3600".into());
+        if !(1..=300).contains(&self.http_header_timeout_s)
+            || !(1..=3_600).contains(&self.http_request_timeout_s)
+            || !(1..=3_600).contains(&self.http_write_stall_s)
+        {
+            return Err(
+                "--http-header-timeout-s must be 1..300, --http-request-timeout-s and --http-write-stall-s 1..3600"
+                    .into(),
+            );
         }
         if matches!(&self.metrics_token, Some(Secret(t)) if t.len() < 16) {
             return Err("--metrics-token must be at least 16 bytes".into());

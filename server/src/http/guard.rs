@@ -3,7 +3,9 @@
 //! the handlers did not write themselves (axum's rejections, 405, 414, 431),
 //! bounded request heads, and the browser security headers.
 
-use axum::extract::Request;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +20,13 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Longest text of a rejection carried into the error message.
 const MAX_MESSAGE_BYTES: usize = 512;
+
+/// What [`guard`] bounds besides the head.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardLimits {
+    /// How long a request with a body may take to arrive and be answered.
+    pub request_timeout: Option<Duration>,
+}
 
 /// The page may load only its own scripts, styles and sockets, and may not
 /// be framed (clickjacking the hold and pay buttons).
@@ -106,8 +115,8 @@ fn is_json(res: &Response) -> bool {
 /// Refuses oversized request heads, gives every error response that is not
 /// already JSON the contract's shape (axum's own rejections answer in plain
 /// text or with no body at all), and adds the security headers.
-pub async fn guard(req: Request, next: Next) -> Response {
-    let mut res = checked(req, next).await;
+pub async fn guard(State(limits): State<GuardLimits>, req: Request, next: Next) -> Response {
+    let mut res = checked(req, next, limits.request_timeout).await;
     let headers = res.headers_mut();
     for (name, value) in security_headers() {
         headers.entry(name).or_insert(value);
@@ -115,8 +124,10 @@ pub async fn guard(req: Request, next: Next) -> Response {
     res
 }
 
-async fn checked(req: Request, next: Next) -> Response {
-    if req.uri().to_string().len() > MAX_URI_BYTES {
+async fn checked(req: Request, next: Next, request_timeout: Option<Duration>) -> Response {
+    let uri = req.uri();
+    let target_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    if target_len > MAX_URI_BYTES {
         return shaped(StatusCode::URI_TOO_LONG, &format!("request target longer than {MAX_URI_BYTES} bytes"));
     }
     let headers = req.headers();
@@ -127,7 +138,17 @@ async fn checked(req: Request, next: Next) -> Response {
             &format!("at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them"),
         );
     }
-    let res = next.run(req).await;
+    // Only a body can be trickled in after the head; a request without one
+    // is bounded by the head time-out and by the store calls' own.
+    let has_body =
+        req.headers().contains_key(header::CONTENT_LENGTH) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let res = match (has_body, request_timeout) {
+        (true, Some(limit)) => match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(res) => res,
+            Err(_) => return shaped(StatusCode::REQUEST_TIMEOUT, "the request took too long to arrive"),
+        },
+        _ => next.run(req).await,
+    };
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&res) {
         return res;

@@ -15,12 +15,11 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::Ctx;
@@ -28,7 +27,7 @@ use crate::auth::{AuthError, Identity};
 use crate::error::AppError;
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
-    let request_timeout = Duration::from_secs(ctx.cfg.http_request_timeout_s);
+    let request_timeout = Some(Duration::from_secs(ctx.cfg.http_request_timeout_s));
     Router::new()
         .route("/", get(web::index))
         .route("/app.js", get(web::app_js))
@@ -49,8 +48,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { AppError::NotFound("route") })
         // A request body trickled in slowly holds its connection no longer.
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
-        .layer(axum::middleware::from_fn(guard::guard))
+        .layer(axum::middleware::from_fn_with_state(guard::GuardLimits { request_timeout }, guard::guard))
         .layer(TraceLayer::new_for_http())
         .with_state(ctx)
 }
@@ -62,7 +60,7 @@ pub fn metrics_router(ctx: Arc<Ctx>) -> Router {
         .route("/metrics", get(meta::metrics_open))
         .route("/healthz", get(meta::health))
         .fallback(|| async { AppError::NotFound("route") })
-        .layer(axum::middleware::from_fn(guard::guard))
+        .layer(axum::middleware::from_fn_with_state(guard::GuardLimits { request_timeout: None }, guard::guard))
         .with_state(ctx)
 }
 

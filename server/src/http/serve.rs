@@ -46,9 +46,6 @@ const MAX_PARSED_HEADERS: usize = 256;
 /// logs) when the connection cap is derived from the open-file limit: this
 /// many, or a quarter of a low limit.
 const RESERVED_FDS: u64 = 512;
-/// A write that the client does not let through for this long fails. Far
-/// above the sockets' own send time-out, which acts first for them.
-const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open HTTP requests get to finish on shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most one "connection limit reached" line per this interval.
@@ -144,23 +141,36 @@ struct GuardedIo {
     /// write fails, so a client that stops reading cannot keep a response
     /// (and its connection) forever.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall_timeout: Duration,
+    /// Switched to a WebSocket: its session has a send time-out of its own,
+    /// and its fan-out should not pay for a timer per full send buffer.
+    upgraded: bool,
     /// A reshaped reply being written in place of hyper's, and the length of
     /// hyper's, reported as written once ours is out.
     reshaped: Option<(Vec<u8>, usize, usize)>,
 }
 
 impl GuardedIo {
-    fn new(tcp: TcpStream, guard: ConnGuard) -> Self {
-        Self { tcp, _guard: guard, stalled: None, reshaped: None }
+    fn new(tcp: TcpStream, guard: ConnGuard, stall_timeout: Duration) -> Self {
+        Self { tcp, _guard: guard, stalled: None, stall_timeout, upgraded: false, reshaped: None }
+    }
+
+    /// hyper's 101 reply is the last thing it writes before handing the
+    /// socket over.
+    fn note_upgrade(&mut self, bytes: &[u8]) {
+        if !self.upgraded && bytes.starts_with(b"HTTP/1.1 101 ") {
+            self.upgraded = true;
+        }
     }
 
     /// Tracks how long writes have been waiting on the client.
     fn watch_stall<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if !polled.is_pending() {
+        if self.upgraded || !polled.is_pending() {
             self.stalled = None;
             return polled;
         }
-        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+        let stall_timeout = self.stall_timeout;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall_timeout)));
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))),
             Poll::Pending => Poll::Pending,
@@ -198,6 +208,7 @@ impl AsyncWrite for GuardedIo {
         {
             self.reshaped = Some((bytes, 0, buf.len()));
         }
+        self.note_upgrade(buf);
         let polled =
             if self.reshaped.is_some() { self.poll_reshaped(cx) } else { Pin::new(&mut self.tcp).poll_write(cx, buf) };
         self.watch_stall(cx, polled)
@@ -222,6 +233,9 @@ impl AsyncWrite for GuardedIo {
         {
             return self.poll_write(cx, only);
         }
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            self.note_upgrade(first);
+        }
         let polled = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
         self.watch_stall(cx, polled)
     }
@@ -234,6 +248,8 @@ impl AsyncWrite for GuardedIo {
 /// How the accept loop serves connections.
 pub struct ServeSettings {
     pub header_timeout: Duration,
+    /// A response write the client does not let through for this long fails.
+    pub write_stall_timeout: Duration,
     pub limits: Arc<ConnLimits>,
 }
 
@@ -241,12 +257,17 @@ impl ServeSettings {
     /// For an operator-only listener (metrics): few connections, no cap per
     /// address.
     pub fn internal() -> Self {
-        Self { header_timeout: Duration::from_secs(10), limits: ConnLimits::new(64, 0) }
+        Self {
+            header_timeout: Duration::from_secs(10),
+            write_stall_timeout: Duration::from_secs(30),
+            limits: ConnLimits::new(64, 0),
+        }
     }
 
     pub fn from_config(cfg: &ServerConfig) -> Self {
         Self {
             header_timeout: Duration::from_secs(cfg.http_header_timeout_s),
+            write_stall_timeout: Duration::from_secs(cfg.http_write_stall_s),
             limits: ConnLimits::new(max_connections(cfg), cfg.max_connections_per_ip),
         }
     }
@@ -332,7 +353,7 @@ pub async fn serve(listener: TcpListener, router: Router, settings: ServeSetting
         // Small frames should not wait for Nagle; failures only cost latency.
         let _ = tcp.set_nodelay(true);
         let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SOCKET_SEND_BUFFER);
-        let io = TokioIo::new(GuardedIo::new(tcp, guard));
+        let io = TokioIo::new(GuardedIo::new(tcp, guard, settings.write_stall_timeout));
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));

@@ -429,3 +429,34 @@ async fn a_body_sent_too_slowly_gets_408() {
     assert_eq!(settings.json()["paused"], false, "nothing changed");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped() {
+    let mut opts = Options::new(Backend::Memory);
+    opts.tweak = |cfg| cfg.http_write_stall_s = 2;
+    let server = TestServer::start_with(opts).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(server.addr).await.unwrap();
+    // Far more answer than the kernel buffers hold: hundreds of full maps.
+    let one = format!("GET /api/v1/events/{EVENT}/seatmap HTTP/1.1\r\nHost: t\r\n\r\n");
+    s.write_all(one.repeat(500).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Now read: a dropped connection ends once the buffers are drained; one
+    // still served would go on for hundreds of megabytes.
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "still streaming after {total} bytes");
+    assert!(total < 50 << 20, "read {total} bytes: the server kept writing");
+    assert_eq!(healthz_from(server.addr).await, 200);
+    server.stop().await;
+}
