@@ -35,13 +35,24 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      frame-ancestors 'none'";
 
 /// Headers every response carries.
-fn security_headers() -> [(HeaderName, HeaderValue); 4] {
+fn security_headers() -> [(HeaderName, HeaderValue); 2] {
     [
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
     ]
+}
+
+/// Headers a page carries on top: what it may load, and that it may not be
+/// framed. JSON answers are no page, and pollers should not pay for them.
+fn page_headers() -> [(HeaderName, HeaderValue); 2] {
+    [
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    ]
+}
+
+fn is_page(res: &Response) -> bool {
+    res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
 }
 
 /// The protocol's error code for a status a handler did not choose itself.
@@ -114,12 +125,19 @@ fn is_json(res: &Response) -> bool {
 
 /// Refuses oversized request heads, gives every error response that is not
 /// already JSON the contract's shape (axum's own rejections answer in plain
-/// text or with no body at all), and adds the security headers.
+/// text or with no body at all), and adds the security headers (a page's
+/// own on HTML).
 pub async fn guard(State(limits): State<GuardLimits>, req: Request, next: Next) -> Response {
     let mut res = checked(req, next, limits.request_timeout).await;
+    let page = is_page(&res);
     let headers = res.headers_mut();
     for (name, value) in security_headers() {
         headers.entry(name).or_insert(value);
+    }
+    if page {
+        for (name, value) in page_headers() {
+            headers.entry(name).or_insert(value);
+        }
     }
     res
 }
