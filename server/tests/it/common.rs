@@ -321,6 +321,15 @@ impl HttpReply {
     }
 }
 
+/// The HTTP status of a socket upgrade with `token` (101 when it opened).
+pub async fn upgrade_status(addr: SocketAddr, token: Option<&str>) -> u16 {
+    match Client::try_connect(addr, token).await {
+        Ok(_) => 101,
+        Err(tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// A minimal HTTP/1.1 request (one per connection).
 pub async fn http(
     addr: SocketAddr,

@@ -15,7 +15,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::common::{Backend, ChildServer, Client, EVENT, Options, TestServer, http_with, temp_dir};
+use crate::common::{Backend, ChildServer, Client, EVENT, Options, TestServer, http_with, temp_dir, upgrade_status};
 
 /// One request on its own connection; the whole reply as status, head, body.
 async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
@@ -136,14 +136,6 @@ async fn metrics_are_for_loopback_clients_or_a_token() {
     child.kill().await;
 }
 
-async fn upgrade_status(addr: SocketAddr, token: &str) -> u16 {
-    match Client::try_connect(addr, Some(token)).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
-        Err(e) => panic!("{e}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_buyer_socket_is_for_buyers_with_tokens_valid_now() {
     let server = TestServer::start(Backend::Memory).await;
@@ -152,10 +144,14 @@ async fn the_buyer_socket_is_for_buyers_with_tokens_valid_now() {
         let claims = Claims { sub: "u-time".into(), role, exp: now + 600, iat, nbf, seller: None };
         server.auth.mint(&claims, jsonwebtoken::Algorithm::HS256).unwrap()
     };
-    assert_eq!(upgrade_status(server.addr, &mint(Role::Admin, Some(now), None)).await, 403, "admin");
-    assert_eq!(upgrade_status(server.addr, &mint(Role::Buyer, Some(now), Some(now + 300))).await, 401, "nbf ahead");
-    assert_eq!(upgrade_status(server.addr, &mint(Role::Buyer, Some(now + 300), None)).await, 401, "iat ahead");
-    assert_eq!(upgrade_status(server.addr, &mint(Role::Buyer, Some(now), Some(now - 1))).await, 101, "valid");
+    assert_eq!(upgrade_status(server.addr, Some(&mint(Role::Admin, Some(now), None))).await, 403, "admin");
+    assert_eq!(
+        upgrade_status(server.addr, Some(&mint(Role::Buyer, Some(now), Some(now + 300)))).await,
+        401,
+        "nbf ahead"
+    );
+    assert_eq!(upgrade_status(server.addr, Some(&mint(Role::Buyer, Some(now + 300), None))).await, 401, "iat ahead");
+    assert_eq!(upgrade_status(server.addr, Some(&mint(Role::Buyer, Some(now), Some(now - 1)))).await, 101, "valid");
     // The same rules on REST.
     let admin = mint(Role::Admin, Some(now), None);
     let r = crate::common::http(server.addr, "POST", &format!("/api/v1/events/{EVENT}/queue"), Some(&admin), None)

@@ -3,27 +3,19 @@
 
 use serde_json::json;
 
-use crate::common::{Backend, Client, EVENT, Options, TestServer, http, temp_dir};
+use crate::common::{Backend, Client, EVENT, Options, TestServer, http, temp_dir, upgrade_status};
 use queueticket::auth::{Auth, Claims, Role, unix_now_s};
-
-async fn upgrade_status(server: &TestServer, token: Option<&str>) -> u16 {
-    match Client::try_connect(server.addr, token).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
-        Err(e) => panic!("{e}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_refused_before_any_socket_exists() {
     let server = TestServer::start(Backend::Memory).await;
     let forger = Auth::new(b"a-different-secret-entirely", None, None).unwrap();
-    assert_eq!(upgrade_status(&server, None).await, 401);
-    assert_eq!(upgrade_status(&server, Some("garbage")).await, 401);
-    assert_eq!(upgrade_status(&server, Some(&server.expired_token("u"))).await, 401);
-    assert_eq!(upgrade_status(&server, Some(&forger.mint_hs("u", Role::Admin, None, 60))).await, 401);
-    assert_eq!(upgrade_status(&server, Some(&server.seller_token("demo"))).await, 403);
-    assert_eq!(upgrade_status(&server, Some(&server.buyer_token("u"))).await, 101);
+    assert_eq!(upgrade_status(server.addr, None).await, 401);
+    assert_eq!(upgrade_status(server.addr, Some("garbage")).await, 401);
+    assert_eq!(upgrade_status(server.addr, Some(&server.expired_token("u"))).await, 401);
+    assert_eq!(upgrade_status(server.addr, Some(&forger.mint_hs("u", Role::Admin, None, 60))).await, 401);
+    assert_eq!(upgrade_status(server.addr, Some(&server.seller_token("demo"))).await, 403);
+    assert_eq!(upgrade_status(server.addr, Some(&server.buyer_token("u"))).await, 101);
     // The header works too (for non-browser clients).
     let mut c = Client::connect_with_header(server.addr, &server.buyer_token("hdr")).await;
     assert_eq!(c.user, "hdr");
