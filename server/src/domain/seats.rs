@@ -277,6 +277,24 @@ impl Replica {
     }
 }
 
+/// Row 1 of section A in tier `t`: seats of these numbers, 10 apart.
+#[cfg(test)]
+pub(crate) fn one_row(numbers: impl IntoIterator<Item = i64>) -> SeatLayout {
+    let seats = numbers
+        .into_iter()
+        .map(|n| Seat {
+            id: format!("A-1-{n}"),
+            section: "A".into(),
+            row: "1".into(),
+            number: n,
+            x: n * 10,
+            y: 0,
+            tier: "t".into(),
+        })
+        .collect();
+    SeatLayout::new(seats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,19 +393,7 @@ mod tests {
     #[test]
     fn gaps_in_numbering_are_not_adjacent() {
         // Seats 1, 2, then an aisle, then 10, 11.
-        let seats: Vec<Seat> = [1, 2, 10, 11]
-            .into_iter()
-            .map(|n| Seat {
-                id: format!("A-1-{n}"),
-                section: "A".into(),
-                row: "1".into(),
-                number: n,
-                x: n * 10,
-                y: 0,
-                tier: "t".into(),
-            })
-            .collect();
-        let h = SeatLayout::new(seats);
+        let h = one_row([1, 2, 10, 11]);
         let got = best_seats(&h, taken(&h, &["A-1-1"]), 2, BestFilter::default()).unwrap();
         assert_eq!(ids(&h, &got), vec!["A-1-10", "A-1-11"], "2 and 10 are not side by side");
     }

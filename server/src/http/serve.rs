@@ -158,9 +158,7 @@ impl GuardedIo {
     /// hyper's 101 reply is the last thing it writes before handing the
     /// socket over.
     fn note_upgrade(&mut self, bytes: &[u8]) {
-        if !self.upgraded && bytes.starts_with(b"HTTP/1.1 101 ") {
-            self.upgraded = true;
-        }
+        self.upgraded |= bytes.starts_with(b"HTTP/1.1 101 ");
     }
 
     /// Tracks how long writes have been waiting on the client.
@@ -203,12 +201,13 @@ impl AsyncRead for GuardedIo {
 
 impl AsyncWrite for GuardedIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if self.reshaped.is_none()
-            && let Some(bytes) = crate::http::guard::reshape_parse_error(buf)
-        {
-            self.reshaped = Some((bytes, 0, buf.len()));
+        // Once upgraded, the bytes are WebSocket frames: nothing to reshape.
+        if !self.upgraded && self.reshaped.is_none() {
+            match crate::http::guard::reshape_parse_error(buf) {
+                Some(bytes) => self.reshaped = Some((bytes, 0, buf.len())),
+                None => self.note_upgrade(buf),
+            }
         }
-        self.note_upgrade(buf);
         let polled =
             if self.reshaped.is_some() { self.poll_reshaped(cx) } else { Pin::new(&mut self.tcp).poll_write(cx, buf) };
         self.watch_stall(cx, polled)
@@ -227,13 +226,14 @@ impl AsyncWrite for GuardedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        // A parse-error reply is a head alone: one buffer.
-        if let [only] = bufs
-            && (self.reshaped.is_some() || crate::http::guard::reshape_parse_error(only).is_some())
-        {
+        // A parse-error reply, like the 101, is a head alone: one buffer,
+        // which `poll_write` looks at.
+        if let [only] = bufs {
             return self.poll_write(cx, only);
         }
-        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+        if !self.upgraded
+            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
+        {
             self.note_upgrade(first);
         }
         let polled = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);

@@ -276,18 +276,7 @@ mod tests {
 
     #[test]
     fn a_retry_picks_among_the_next_best() {
-        let seats = (1..=3)
-            .map(|n| crate::domain::event::Seat {
-                id: format!("A-1-{n}"),
-                section: "A".into(),
-                row: "1".into(),
-                number: n,
-                x: n * 10,
-                y: 0,
-                tier: "t".into(),
-            })
-            .collect();
-        let layout = SeatLayout::new(seats);
+        let layout = crate::domain::seats::one_row(1..=3);
         let free = |_: usize| SeatStatus::Free;
         let any = BestFilter::default();
         let best = pick_best(&layout, free, 1, any, 0).unwrap();

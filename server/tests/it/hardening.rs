@@ -398,21 +398,15 @@ async fn a_body_sent_too_slowly_gets_408() {
     let mut opts = Options::new(Backend::Memory);
     opts.tweak = |cfg| cfg.http_request_timeout_s = 2;
     let server = TestServer::start_with(opts).await;
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
+    let partial = format!(
         "PATCH /api/v1/seller/events/{EVENT}/queue HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"paused\"",
         server.seller_token("demo")
     );
     let sent = Instant::now();
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.expect("answered").ok();
+    let (status, _, body) = raw(server.addr, partial.as_bytes()).await;
     let took = sent.elapsed();
-    let text = String::from_utf8_lossy(&out);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    assert_shaped(status, body, 408, "bad_request", "slow body");
+    assert_shaped(status, &body, 408, "bad_request", "slow body");
     assert!(took >= Duration::from_millis(1_800) && took < Duration::from_secs(6), "answered after {took:?}");
     let settings = crate::common::http(
         server.addr,
