@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run) and the README shows it:
-# format and lint checks, unit and contract tests (memory, Redis, SQLite,
-# Postgres), integration tests against the real server, and the browser
-# test in headless Chromium.
+# format and lint checks, unit and contract tests (memory, Redis, Kafka's
+# mock cluster, SQLite, Postgres), integration tests against the real
+# server, schemathesis against the OpenAPI document, the web page's pure
+# modules under `node --test`, and the browser tests in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== schemathesis (REST API against its OpenAPI document)"
+QT_BIN="$PWD/target/debug/queueticket" scripts/schemathesis.sh
+
+echo "== web unit tests"
+node --test web/test/
 
 echo "== browser"
 QT_BIN="$PWD/target/debug/queueticket" scripts/e2e.sh

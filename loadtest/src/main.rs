@@ -1,8 +1,10 @@
-//! `qt-load`: load generator for the QueueTicket waiting room.
+//! `qt-load`: the QueueTicket benchmarks, one folder each, and what they
+//! share in `common`.
 //!
-//! - `surge` is the benchmark: N WebSocket buyers join and wait, then the
-//!   same buyers poll over REST; it reports join latency and rate, push
-//!   gaps, server RSS per socket and CPU per waiting buyer (push vs poll).
+//! - `surge` is the waiting-room benchmark: N WebSocket buyers join and
+//!   wait, then the same buyers poll over REST; it reports join latency and
+//!   rate, push gaps, server RSS per socket and CPU per waiting buyer (push
+//!   vs poll).
 //! - `seats` is the seat-map benchmark: N watchers follow one event's map
 //!   while admitted buyers hold and release seats at a set rate; it reports
 //!   hold latency, diff delay to watchers, and whether every watcher's map
@@ -10,37 +12,21 @@
 //! - `kafka-mock` runs librdkafka's mock cluster, a stand-in broker for
 //!   the server's Kafka mode on a machine without Kafka.
 //! - `smoke` is one guest buyer for a human to watch.
-//! - `worker` (hidden) is a child process of `surge` and `seats`.
+//! - `worker` (hidden) is a child process of `surge` or `seats`.
 //!
 //! Every process runs a single-threaded runtime: the server under test
 //! shares the machine, so the load generator must stay lean.
 
-mod coordinator;
-mod crowd;
-mod crowdkit;
-mod figures;
-mod host;
-mod http1;
+mod common;
 mod kafkamock;
-mod net;
-mod pollers;
-mod procs;
-mod report;
-mod seatcrowd;
-mod seatlayout;
 mod seats;
-mod seatscan;
-mod seatsreport;
-mod server;
 mod smoke;
-mod stats;
 mod surge;
-mod tokens;
-mod wire;
-mod worker;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::common::worker;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,9 +49,19 @@ enum Cmd {
     KafkaMock(kafkamock::KafkaMockArgs),
     /// One guest buyer: hello, join, and what the server pushes.
     Smoke(smoke::SmokeArgs),
-    /// A worker process of `surge` and `seats`, driven over stdin/stdout.
+    /// A worker process of `surge` or `seats`, driven over stdin/stdout.
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// The benchmark whose commands it serves.
+        bench: Bench,
+    },
+}
+
+/// The benchmarks whose coordinators start workers (`Commands::BENCH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Bench {
+    Surge,
+    Seats,
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -79,7 +75,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Seats(args) => rt.block_on(seats::run(args)),
         Cmd::KafkaMock(_) => unreachable!("handled above"),
         Cmd::Smoke(args) => rt.block_on(smoke::run(args)),
-        Cmd::Worker => worker::main(rt),
+        Cmd::Worker { bench: Bench::Surge } => worker::run::<surge::worker::SurgeWorker>(rt),
+        Cmd::Worker { bench: Bench::Seats } => worker::run::<seats::worker::SeatsWorker>(rt),
     }
 }
 
@@ -89,5 +86,41 @@ fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("qt-load: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::wire::Commands;
+
+    /// The coordinators start `qt-load worker <BENCH>`: each name must
+    /// reach its benchmark's worker.
+    #[test]
+    fn workers_are_started_by_the_names_their_coordinators_use() {
+        for (name, bench) in [(surge::wire::Command::BENCH, Bench::Surge), (seats::wire::Command::BENCH, Bench::Seats)]
+        {
+            let cli = Cli::try_parse_from(["qt-load", "worker", name]).unwrap();
+            assert!(matches!(cli.command, Cmd::Worker { bench: b } if b == bench), "{name}");
+        }
+        assert!(Cli::try_parse_from(["qt-load", "worker"]).is_err());
+    }
+
+    /// The shared flags are the same on both benchmarks.
+    #[test]
+    fn both_benchmarks_take_the_shared_flags() {
+        let shared = ["--url", "http://127.0.0.1:9", "--event", "e", "--seller", "s", "--secret", "0123456789abcdef"];
+        let more = ["--procs", "2", "--source-ips", "127.0.0.2", "--ramp-timeout-s", "9", "--out", "/tmp/x"];
+        for cmd in ["surge", "seats"] {
+            let args = ["qt-load", cmd].into_iter().chain(shared).chain(more);
+            let run = match Cli::try_parse_from(args).unwrap().command {
+                Cmd::Surge(a) => a.run,
+                Cmd::Seats(a) => a.run,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!((run.url.as_str(), run.event.as_str(), run.seller.as_str()), ("http://127.0.0.1:9", "e", "s"));
+            assert_eq!((run.procs, run.source_ips.as_str(), run.ramp_timeout_s), (2, "127.0.0.2", 9));
+            assert_eq!(run.out, std::path::PathBuf::from("/tmp/x"));
+        }
     }
 }

@@ -7,10 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
+use qt_protocol::rest::GuestToken;
+use qt_protocol::{ClientMsg, Req};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::http1;
-use crate::net::Target;
+use crate::common::http1;
+use crate::common::net::Target;
 
 #[derive(Debug, Args)]
 pub struct SmokeArgs {
@@ -30,16 +32,15 @@ pub async fn run(a: SmokeArgs) -> anyhow::Result<()> {
     let (status, body) =
         http1::fetch(target.addr, "POST", "/api/v1/guest", None, None, Duration::from_secs(10)).await?;
     ensure!(status == 201, "POST /api/v1/guest answered {status}: {}", String::from_utf8_lossy(&body));
-    let guest: serde_json::Value = serde_json::from_slice(&body).context("the guest reply is not JSON")?;
-    let token = guest["token"].as_str().context("the guest reply has no token")?;
-    println!("guest user {}", guest["user"].as_str().unwrap_or("?"));
+    let guest: GuestToken = serde_json::from_slice(&body).context("the guest reply is not a guest token")?;
+    println!("guest user {}", guest.user);
 
-    let url = format!("{}/ws?token={token}", target.ws_base());
+    let url = format!("{}/ws?token={}", target.ws_base(), guest.token);
     let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str()))
         .await
         .context("the WebSocket upgrade timed out")?
         .context("the WebSocket upgrade failed")?;
-    let join = serde_json::json!({"type": "join", "event": a.event, "req": 1}).to_string();
+    let join = ClientMsg::Join { event: a.event.clone() }.to_frame(Some(&Req::Int(1)));
     let mut joined = false;
     let until = tokio::time::Instant::now() + Duration::from_secs(a.seconds);
     loop {

@@ -1,13 +1,13 @@
-//! Wiring: builds the shared context from configuration, starts the
-//! supervised workers and serves HTTP and WebSockets until shutdown.
+//! The composition root: builds the adapters from configuration, the
+//! services on them and the transports' state, starts the supervised
+//! workers and serves HTTP and WebSockets until shutdown.
 //! `run` is what the binary and the integration tests both call.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -22,12 +22,14 @@ use crate::bus::memory::MemoryBus;
 use crate::bus::{BusError, SeatBus};
 use crate::clock::Clock;
 use crate::config::{Secret, ServerConfig};
-use crate::domain::EventId;
+use crate::http::AppState;
 use crate::http::serve::{ServeSettings, serve};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
-use crate::services::feed::Feed;
+use crate::services::queue::QueueService;
+use crate::services::seats::SeatService;
+use crate::services::settings::SettingsService;
 use crate::store::StoreError;
 use crate::store::seats::SeatStore;
 use crate::store::seats::memory::MemorySeatStore;
@@ -36,7 +38,9 @@ use crate::store::sql::SqlStore;
 use crate::store::waiting::WaitingRoom;
 use crate::store::waiting::memory::MemoryWaitingRoom;
 use crate::store::waiting::redis::RedisWaitingRoom;
-use crate::workers;
+use crate::workers::{self, Leases, admitter::Admitter, relay::Relay};
+use crate::ws::Sockets;
+use crate::ws::feed::Feed;
 use crate::ws::hub::Hub;
 
 /// How long open sockets get to say goodbye on shutdown.
@@ -59,39 +63,6 @@ pub enum StartError {
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     let context = context.into();
     move |source| StartError::Io { context, source }
-}
-
-/// Everything a request handler, a session or a worker may need.
-pub struct Ctx {
-    pub cfg: ServerConfig,
-    pub node_id: String,
-    pub auth: Auth,
-    pub sql: SqlStore,
-    pub queue: Arc<dyn WaitingRoom>,
-    pub seats: Arc<dyn SeatStore>,
-    pub bus: Arc<dyn SeatBus>,
-    /// Live seat maps and their watchers on this node.
-    pub feed: Feed,
-    /// Events whose admitter lease this node holds (the relay publishes
-    /// their diffs).
-    pub leases: Mutex<HashSet<EventId>>,
-    pub catalog: Catalog,
-    pub hub: Hub,
-    pub clock: Clock,
-    pub limits: Limits,
-    pub metrics: Metrics,
-    /// Cancelled once when the server starts shutting down.
-    pub shutdown: CancellationToken,
-    /// Open socket sessions, awaited on shutdown.
-    pub sessions: TaskTracker,
-}
-
-impl Ctx {
-    /// Reloads events from SQL into the cache.
-    pub async fn load_catalog(&self) -> Result<(), StoreError> {
-        self.catalog.replace_all(self.sql.events().await?);
-        Ok(())
-    }
 }
 
 /// The HS256 secret: configured, or generated once into the data directory
@@ -135,16 +106,26 @@ pub fn build_auth(cfg: &ServerConfig) -> Result<Auth, StartError> {
     Ok(Auth::new(secret.0.as_bytes(), public.as_deref(), private.as_deref())?)
 }
 
-async fn build(cfg: ServerConfig) -> Result<Arc<Ctx>, StartError> {
+/// Everything the server runs with: the route state, and the workers'
+/// dependencies.
+struct Built {
+    state: AppState,
+    bus: Arc<dyn SeatBus>,
+    admitter: Arc<Admitter>,
+    relay: Arc<Relay>,
+    sql: SqlStore,
+}
+
+async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, StartError> {
     cfg.validate().map_err(StartError::Config)?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(io_err(format!("cannot create {}", cfg.data_dir.display())))?;
-    let auth = build_auth(&cfg)?;
+    let auth = Arc::new(build_auth(&cfg)?);
     let clock = Clock::system();
     let sql = SqlStore::connect(&cfg.database_url()).await?;
     if cfg.demo_enabled() && sql.seed_demo(clock.now_ms()).await? {
         info!("seeded the demo seller, hall and event");
     }
-    let (queue, seats): (Arc<dyn WaitingRoom>, Arc<dyn SeatStore>) = match &cfg.redis_url {
+    let (room, store): (Arc<dyn WaitingRoom>, Arc<dyn SeatStore>) = match &cfg.redis_url {
         Some(url) => {
             let conn = crate::store::redis_connection(url).await?;
             (
@@ -164,30 +145,58 @@ async fn build(cfg: ServerConfig) -> Result<Arc<Ctx>, StartError> {
             Arc::new(MemoryBus::default())
         }
     };
-    let ctx = Arc::new(Ctx {
-        limits: Limits::new(&cfg),
-        cfg,
-        node_id,
-        auth,
-        sql,
-        queue,
-        seats,
-        bus,
-        feed: Feed::default(),
-        leases: Mutex::new(HashSet::new()),
-        catalog: Catalog::default(),
-        hub: Hub::default(),
+    let cfg = Arc::new(cfg);
+    let metrics = Arc::new(Metrics::default());
+    let limits = Arc::new(Limits::new(&cfg));
+    let catalog = Arc::new(Catalog::new(sql.clone()));
+    let hub = Arc::new(Hub::default());
+    let feed = Arc::new(Feed::default());
+    let settings = Arc::new(SettingsService { sql: sql.clone(), room: room.clone(), catalog: catalog.clone() });
+    // SQL is the record; the waiting-room store gets its settings from it.
+    settings.load().await?;
+    let queue = Arc::new(QueueService {
+        room,
+        seats: store.clone(),
+        catalog: catalog.clone(),
         clock,
-        metrics: Metrics::default(),
-        shutdown: CancellationToken::new(),
+        auth: auth.clone(),
+        notices: hub.clone(),
+        metrics: metrics.clone(),
+    });
+    let seats = Arc::new(SeatService {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        queue: queue.clone(),
+        maps: feed.clone(),
+        clock,
+        metrics: metrics.clone(),
+    });
+    let sockets = Arc::new(Sockets {
+        queue: queue.clone(),
+        seats: seats.clone(),
+        catalog: catalog.clone(),
+        hub: hub.clone(),
+        feed,
+        auth: auth.clone(),
+        limits: limits.clone(),
+        metrics: metrics.clone(),
+        clock,
+        outbox_capacity: cfg.ws_outbox,
+        trust_forwarded_for: cfg.trust_forwarded_for,
+        shutdown: shutdown.clone(),
         sessions: TaskTracker::new(),
     });
-    ctx.load_catalog().await?;
-    // SQL is the record; the waiting-room store gets its settings from it.
-    for e in ctx.catalog.all() {
-        ctx.queue.configure(&e.id, &e.queue).await?;
-    }
-    Ok(ctx)
+    let leases = Arc::new(Leases::default());
+    let admitter = Arc::new(Admitter {
+        queue: queue.clone(),
+        leases: leases.clone(),
+        node_id,
+        tick: Duration::from_millis(cfg.admit_tick_ms),
+        shutdown: shutdown.clone(),
+    });
+    let relay = Arc::new(Relay { seats: store, bus: bus.clone(), leases, metrics: metrics.clone(), shutdown });
+    let state = AppState { cfg, auth, limits, metrics, catalog, queue, seats, settings, sockets, hub };
+    Ok(Built { state, bus, admitter, relay, sql })
 }
 
 /// Connections the kernel queues while the server accepts: a surge of
@@ -211,29 +220,30 @@ pub async fn run(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let ctx = build(cfg).await?;
+    let shutdown_token = CancellationToken::new();
+    let Built { state, bus, admitter, relay, sql } = build(cfg, shutdown_token.clone()).await?;
+    let cfg = state.cfg.clone();
     let addr = listener.local_addr().map_err(io_err("listener has no address"))?;
-    let metrics_listener = match ctx.cfg.metrics_listen {
+    let metrics_listener = match cfg.metrics_listen {
         Some(at) => Some(bind(at).map_err(io_err(format!("cannot listen for metrics on {at}")))?),
         None => None,
     };
-    info!(%addr, node = %ctx.node_id, embedded = ctx.cfg.embedded(), "queueticket listening");
+    info!(%addr, node = %admitter.node_id, embedded = cfg.embedded(), "queueticket listening");
 
     let workers = TaskTracker::new();
-    let c = ctx.clone();
-    workers::supervise(&workers, ctx.shutdown.clone(), "admitter", move || workers::admitter::run(c.clone()));
-    let c = ctx.clone();
-    workers::supervise(&workers, ctx.shutdown.clone(), "notifier", move || workers::notifier::run(c.clone()));
-    let c = ctx.clone();
-    workers::supervise(&workers, ctx.shutdown.clone(), "relay", move || workers::relay::run(c.clone()));
-    let c = ctx.clone();
-    workers::supervise(&workers, ctx.shutdown.clone(), "feed", move || workers::feed::run(c.clone()));
-    let c = ctx.clone();
-    workers::supervise(&workers, ctx.shutdown.clone(), "catalog-refresh", move || {
-        workers::catalog_refresh::run(c.clone())
+    let token = shutdown_token.clone();
+    workers::supervise(&workers, token.clone(), "admitter", move || workers::admitter::run(admitter.clone()));
+    workers::supervise(&workers, token.clone(), "relay", move || workers::relay::run(relay.clone()));
+    let (settings, limits) = (state.settings.clone(), state.limits.clone());
+    let t = token.clone();
+    workers::supervise(&workers, token.clone(), "catalog-refresh", move || {
+        workers::catalog_refresh::run(settings.clone(), limits.clone(), t.clone())
     });
+    let (sockets, tick) = (state.sockets.clone(), Duration::from_millis(cfg.notify_tick_ms));
+    workers::supervise(&workers, token.clone(), "notifier", move || crate::ws::pushes::run(sockets.clone(), tick));
+    let sockets = state.sockets.clone();
+    workers::supervise(&workers, token.clone(), "feed", move || crate::ws::diffs::run(sockets.clone(), bus.clone()));
 
-    let token = ctx.shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = shutdown => {}
@@ -241,25 +251,26 @@ pub async fn run(
         }
         token.cancel();
     });
-    let settings = ServeSettings::from_config(&ctx.cfg);
-    info!(max = settings.limits.max(), per_ip = ctx.cfg.max_connections_per_ip, "connection limits");
-    let main = serve(listener, crate::http::router(ctx.clone()), settings, ctx.shutdown.clone());
+    let settings = ServeSettings::from_config(&cfg);
+    info!(max = settings.limits.max(), per_ip = cfg.max_connections_per_ip, "connection limits");
+    let main = serve(listener, crate::http::router(state.clone()), settings, shutdown_token.clone());
     match metrics_listener {
         Some(l) => {
             let metrics =
-                serve(l, crate::http::metrics_router(ctx.clone()), ServeSettings::internal(), ctx.shutdown.clone());
+                serve(l, crate::http::metrics_router(state.clone()), ServeSettings::internal(), shutdown_token.clone());
             tokio::join!(main, metrics);
         }
         None => main.await,
     }
-    ctx.shutdown.cancel();
-    ctx.sessions.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, ctx.sessions.wait()).await.is_err() {
-        warn!(open = ctx.sessions.len(), "sockets still open after the drain timeout");
+    shutdown_token.cancel();
+    let sessions = &state.sockets.sessions;
+    sessions.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, sessions.wait()).await.is_err() {
+        warn!(open = sessions.len(), "sockets still open after the drain timeout");
     }
     workers.close();
     workers.wait().await;
-    ctx.sql.close().await;
+    sql.close().await;
     info!("queueticket stopped");
     Ok(())
 }

@@ -15,28 +15,7 @@ const PASS_AUDIENCE: &str = "queueticket-pass";
 /// Clock skew tolerated between the token's issuer and us.
 const LEEWAY_S: u64 = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Buyer,
-    Seller,
-    Admin,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub role: Role,
-    pub exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
-    /// Not valid before this time (seconds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<u64>,
-    /// The seller a seller token acts for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seller: Option<String>,
-}
+pub use qt_protocol::{Claims, Role};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PassClaims {

@@ -51,7 +51,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    #[arg(long, value_enum, default_value = "buyer")]
+    #[arg(long, default_value = "buyer", value_parser = |s: &str| s.parse::<Role>())]
     pub role: Role,
     /// User id (the `sub` claim).
     #[arg(long)]

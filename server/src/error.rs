@@ -4,8 +4,6 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde_json::json;
 use thiserror::Error;
 
 use crate::auth::AuthError;
@@ -16,29 +14,16 @@ use crate::store::StoreError;
 /// Longest error message a client is sent, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 300;
 
-/// Error codes of the wire contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    NotAdmitted,
-    SeatUnavailable,
-    HoldLimit,
-    SoldOut,
-    AlreadyClaimed,
-    NotActive,
-    OrderExpired,
-    PaymentDeclined,
-    RateLimited,
-    Unavailable,
-    Internal,
+pub use qt_protocol::ErrorCode;
+use qt_protocol::error::{ErrorBody, ErrorResponse};
+
+/// The HTTP status of each error code.
+pub trait HttpStatus {
+    fn status(self) -> StatusCode;
 }
 
-impl ErrorCode {
-    pub fn status(self) -> StatusCode {
+impl HttpStatus for ErrorCode {
+    fn status(self) -> StatusCode {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -130,22 +115,18 @@ impl AppError {
         }
     }
 
-    /// The body of an `error` frame or response, without `type` or `req`.
-    pub fn body(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut body = serde_json::Map::new();
-        body.insert("code".into(), json!(self.code()));
-        body.insert("message".into(), json!(self.public_message()));
+    /// The body of an `error` frame or response.
+    pub fn body(&self) -> ErrorBody {
+        let mut body = ErrorBody::new(self.code(), self.public_message());
         match self {
             Self::SeatUnavailable(seats) | Self::HoldRequest(HoldRequestError::Unknown(seats)) => {
-                body.insert("seats".into(), json!(seats));
+                body.seats = Some(seats.clone());
             }
             Self::HoldLimit { held, max } => {
-                body.insert("max".into(), json!(max));
-                body.insert("held".into(), json!(held));
+                body.max = Some(*max);
+                body.held = Some(*held);
             }
-            Self::HoldRequest(HoldRequestError::TooMany(max)) => {
-                body.insert("max".into(), json!(max));
-            }
+            Self::HoldRequest(HoldRequestError::TooMany(max)) => body.max = Some(*max),
             _ => {}
         }
         body
@@ -155,7 +136,7 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.code().status();
-        (status, axum::Json(json!({ "error": self.body() }))).into_response()
+        (status, axum::Json(ErrorResponse { error: self.body() })).into_response()
     }
 }
 

@@ -7,8 +7,11 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod edge;
 pub mod error;
 pub mod http;
+#[cfg(test)]
+mod layers;
 pub mod limits;
 pub mod metrics;
 pub mod services;

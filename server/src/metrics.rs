@@ -1,162 +1,317 @@
-//! Process and server counters, exposed at `/metrics` in Prometheus text
-//! format. Load tests read RSS and CPU time from here.
+//! Process and server counters, exposed at `/metrics` in the OpenMetrics
+//! text format. `prometheus-client` holds the registry and writes the text;
+//! `procfs` reads this process's figures on each scrape. Load tests read RSS
+//! and CPU time from here, and the integration tests read the counters, so
+//! the sample names are a contract: renaming one breaks them and dashboards.
+//!
+//! Call sites only count (`inc`, `add`, `dec`); nothing here decides what a
+//! count means or reaches into the rest of the server.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use procfs::WithCurrentSystemInfo;
+use procfs::process::Process;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text};
+use prometheus_client::metrics::counter::{self, ConstCounter};
+use prometheus_client::metrics::gauge::{self, ConstGauge};
+use prometheus_client::registry::{Registry, Unit};
+use tracing::warn;
 
-#[derive(Default)]
-pub struct Counter(AtomicU64);
+/// The content type of what [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A count that only rises; the exposition adds `_total` to its name.
+#[derive(Clone, Debug, Default)]
+pub struct Counter(counter::Counter);
 
 impl Counter {
+    fn registered(registry: &mut Registry, name: &str, help: &str) -> Self {
+        let c = Self::default();
+        registry.register(name, help, c.0.clone());
+        c
+    }
     pub fn inc(&self) {
-        self.add(1);
+        self.0.inc();
     }
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-#[derive(Default)]
-pub struct Gauge(AtomicI64);
+/// A level that goes up and down.
+#[derive(Clone, Debug, Default)]
+pub struct Gauge(gauge::Gauge);
 
 impl Gauge {
+    fn registered(registry: &mut Registry, name: &str, help: &str) -> Self {
+        let g = Self::default();
+        registry.register(name, help, g.0.clone());
+        g
+    }
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-#[derive(Default)]
+/// The server's counters (each field's doc names its sample) and the
+/// registry that writes them with the process's figures.
+#[derive(Debug)]
 pub struct Metrics {
+    /// `qt_sockets_open`
     pub sockets_open: Gauge,
+    /// `qt_ws_messages_total`
     pub ws_messages: Counter,
+    /// `qt_joins_total`
     pub joins: Counter,
+    /// `qt_admitted_total`
     pub admitted: Counter,
+    /// `qt_dropped_total`
     pub dropped_ghosts: Counter,
+    /// `qt_position_pushes_total`
     pub position_pushes: Counter,
+    /// `qt_pushes_skipped_total`
     pub pushes_skipped_full: Counter,
+    /// `qt_slow_sockets_closed_total`
     pub slow_sockets_closed: Counter,
-    /// Sockets closed for staying over their frame budget.
+    /// `qt_abusive_sockets_closed_total`: sockets closed for staying over
+    /// their frame budget.
     pub abusive_sockets_closed: Counter,
+    /// `qt_send_timeouts_total`
     pub send_timeouts: Counter,
+    /// `qt_holds_total`
     pub holds: Counter,
+    /// `qt_diffs_relayed_total`
     pub diffs_relayed: Counter,
+    /// `qt_diffs_applied_total`
     pub diffs_applied: Counter,
+    /// `qt_seatmap_resyncs_total`
     pub resyncs: Counter,
+    /// `qt_local_waiters`: the hub owns that count, so [`Metrics::render`]
+    /// takes it and sets this just before writing.
+    local_waiters: gauge::Gauge<u64, std::sync::atomic::AtomicU64>,
+    registry: Registry,
 }
 
-/// Resident set size and CPU seconds of this process, from /proc.
-pub fn process_usage() -> (u64, f64) {
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024);
-    // Fields 14 and 15 of /proc/self/stat, after the parenthesised name, are
-    // user and system time in clock ticks (USER_HZ, 100 on Linux).
-    let cpu = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let utime = f.get(11)?.parse::<u64>().ok()?;
-            let stime = f.get(12)?.parse::<u64>().ok()?;
-            Some((utime + stime) as f64 / 100.0)
-        })
-        .unwrap_or(0.0);
-    (rss, cpu)
+impl Default for Metrics {
+    fn default() -> Self {
+        // The registry adds the full stop to each help text, and writes the
+        // families in the order they are registered here.
+        let mut r = Registry::default();
+        let sockets_open = Gauge::registered(&mut r, "qt_sockets_open", "Open buyer WebSockets on this node");
+        let local_waiters = gauge::Gauge::default();
+        r.register("qt_local_waiters", "Buyers waiting on a socket of this node", local_waiters.clone());
+        Self {
+            sockets_open,
+            local_waiters,
+            ws_messages: Counter::registered(&mut r, "qt_ws_messages", "Client messages received"),
+            joins: Counter::registered(&mut r, "qt_joins", "Joins answered"),
+            admitted: Counter::registered(&mut r, "qt_admitted", "Buyers admitted by this node's admitter"),
+            dropped_ghosts: Counter::registered(&mut r, "qt_dropped", "Waiting places dropped after the grace"),
+            position_pushes: Counter::registered(&mut r, "qt_position_pushes", "Position pushes sent"),
+            pushes_skipped_full: Counter::registered(
+                &mut r,
+                "qt_pushes_skipped",
+                "Position pushes skipped because a socket's queue was full",
+            ),
+            slow_sockets_closed: Counter::registered(
+                &mut r,
+                "qt_slow_sockets_closed",
+                "Sockets closed for not keeping up",
+            ),
+            abusive_sockets_closed: Counter::registered(
+                &mut r,
+                "qt_abusive_sockets_closed",
+                "Sockets closed for staying over their frame budget",
+            ),
+            send_timeouts: Counter::registered(
+                &mut r,
+                "qt_send_timeouts",
+                "Sockets given up because the client did not read a frame in time",
+            ),
+            holds: Counter::registered(&mut r, "qt_holds", "Successful holds"),
+            diffs_relayed: Counter::registered(
+                &mut r,
+                "qt_diffs_relayed",
+                "Seat diffs published to the bus by this node",
+            ),
+            diffs_applied: Counter::registered(
+                &mut r,
+                "qt_diffs_applied",
+                "Seat diffs applied to this node's replicas",
+            ),
+            resyncs: Counter::registered(&mut r, "qt_seatmap_resyncs", "Replicas reloaded from the store after a gap"),
+            registry: {
+                r.register_collector(Box::new(ProcessCollector));
+                r
+            },
+        }
+    }
 }
 
 impl Metrics {
+    /// The OpenMetrics text of every counter, with `local_waiters` as
+    /// `qt_local_waiters`; serve it as [`CONTENT_TYPE`].
     pub fn render(&self, local_waiters: usize) -> String {
-        let (rss, cpu) = process_usage();
-        let mut out = String::with_capacity(1024);
-        let mut line = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        line("process_resident_memory_bytes", "gauge", "Resident set size.", rss.to_string());
-        line("process_cpu_seconds_total", "counter", "User and system CPU time.", format!("{cpu:.2}"));
-        line("qt_sockets_open", "gauge", "Open buyer WebSockets on this node.", self.sockets_open.get().to_string());
-        line("qt_local_waiters", "gauge", "Buyers waiting on a socket of this node.", local_waiters.to_string());
-        line("qt_ws_messages_total", "counter", "Client messages received.", self.ws_messages.get().to_string());
-        line("qt_joins_total", "counter", "Joins answered.", self.joins.get().to_string());
-        line(
-            "qt_admitted_total",
-            "counter",
-            "Buyers admitted by this node's admitter.",
-            self.admitted.get().to_string(),
-        );
-        line(
-            "qt_dropped_total",
-            "counter",
-            "Waiting places dropped after the grace.",
-            self.dropped_ghosts.get().to_string(),
-        );
-        line("qt_position_pushes_total", "counter", "Position pushes sent.", self.position_pushes.get().to_string());
-        line(
-            "qt_pushes_skipped_total",
-            "counter",
-            "Position pushes skipped because a socket's queue was full.",
-            self.pushes_skipped_full.get().to_string(),
-        );
-        line(
-            "qt_slow_sockets_closed_total",
-            "counter",
-            "Sockets closed for not keeping up.",
-            self.slow_sockets_closed.get().to_string(),
-        );
-        line(
-            "qt_abusive_sockets_closed_total",
-            "counter",
-            "Sockets closed for staying over their frame budget.",
-            self.abusive_sockets_closed.get().to_string(),
-        );
-        line(
-            "qt_send_timeouts_total",
-            "counter",
-            "Sockets given up because the client did not read a frame in time.",
-            self.send_timeouts.get().to_string(),
-        );
-        line("qt_holds_total", "counter", "Successful holds.", self.holds.get().to_string());
-        line(
-            "qt_diffs_relayed_total",
-            "counter",
-            "Seat diffs published to the bus by this node.",
-            self.diffs_relayed.get().to_string(),
-        );
-        line(
-            "qt_diffs_applied_total",
-            "counter",
-            "Seat diffs applied to this node's replicas.",
-            self.diffs_applied.get().to_string(),
-        );
-        line(
-            "qt_seatmap_resyncs_total",
-            "counter",
-            "Replicas reloaded from the store after a gap.",
-            self.resyncs.get().to_string(),
-        );
+        self.local_waiters.set(local_waiters as u64);
+        let mut out = String::with_capacity(4096);
+        text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// What this process uses, as `/metrics` reports it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcessUsage {
+    pub rss_bytes: u64,
+    /// User and system time of all threads.
+    pub cpu_seconds: f64,
+}
+
+/// Resident set size and CPU time of this process, from `/proc/self/stat`.
+pub fn process_usage() -> procfs::ProcResult<ProcessUsage> {
+    let stat = Process::myself()?.stat()?;
+    Ok(ProcessUsage {
+        rss_bytes: stat.rss_bytes().get(),
+        cpu_seconds: (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64,
+    })
+}
+
+/// Writes `process_resident_memory_bytes` and `process_cpu_seconds_total`,
+/// read afresh on each scrape. When `/proc` cannot be read it writes neither
+/// (rather than zeros a load test would take for figures).
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let usage = match process_usage() {
+            Ok(usage) => usage,
+            Err(e) => {
+                warn!(error = %e, "cannot read this process's figures from /proc");
+                return Ok(());
+            }
+        };
+        let rss = ConstGauge::new(usage.rss_bytes);
+        rss.encode(encoder.encode_descriptor(
+            "process_resident_memory",
+            "Resident set size.",
+            Some(&Unit::Bytes),
+            rss.metric_type(),
+        )?)?;
+        let cpu = ConstCounter::new(usage.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time.",
+            Some(&Unit::Seconds),
+            cpu.metric_type(),
+        )?)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use super::{Metrics, process_usage};
+
+    /// Every sample `/metrics` had before prometheus-client, with its help.
+    const EXPORTED: [(&str, &str); 17] = [
+        ("process_resident_memory_bytes", "Resident set size."),
+        ("process_cpu_seconds_total", "User and system CPU time."),
+        ("qt_sockets_open", "Open buyer WebSockets on this node."),
+        ("qt_local_waiters", "Buyers waiting on a socket of this node."),
+        ("qt_ws_messages_total", "Client messages received."),
+        ("qt_joins_total", "Joins answered."),
+        ("qt_admitted_total", "Buyers admitted by this node's admitter."),
+        ("qt_dropped_total", "Waiting places dropped after the grace."),
+        ("qt_position_pushes_total", "Position pushes sent."),
+        ("qt_pushes_skipped_total", "Position pushes skipped because a socket's queue was full."),
+        ("qt_slow_sockets_closed_total", "Sockets closed for not keeping up."),
+        ("qt_abusive_sockets_closed_total", "Sockets closed for staying over their frame budget."),
+        ("qt_send_timeouts_total", "Sockets given up because the client did not read a frame in time."),
+        ("qt_holds_total", "Successful holds."),
+        ("qt_diffs_relayed_total", "Seat diffs published to the bus by this node."),
+        ("qt_diffs_applied_total", "Seat diffs applied to this node's replicas."),
+        ("qt_seatmap_resyncs_total", "Replicas reloaded from the store after a gap."),
+    ];
+
+    /// Sample lines by name, read as loadtest reads them.
+    fn samples(text: &str) -> BTreeMap<&str, f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (name, value) = l.split_once(' ').expect("a sample is `name value`");
+                (name, value.parse().expect("a number"))
+            })
+            .collect()
+    }
+
+    /// The integration tests' reading: the first line that starts with the
+    /// name and parses after it.
+    fn metric(text: &str, name: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+    }
+
     #[test]
-    fn reads_own_usage() {
-        let (rss, _cpu) = super::process_usage();
-        assert!(rss > 1024 * 1024, "a test process uses more than 1 MiB");
+    fn exports_the_names_and_help_it_always_had() {
+        let text = Metrics::default().render(0);
+        let names: Vec<&str> = samples(&text).into_keys().collect();
+        let mut want: Vec<&str> = EXPORTED.iter().map(|(n, _)| *n).collect();
+        want.sort_unstable();
+        assert_eq!(names, want, "{text}");
+        for (name, help) in EXPORTED {
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            assert!(text.contains(&format!("# HELP {family} {help}\n")), "help of {name} in {text}");
+            assert_eq!(metric(&text, name), Some(samples(&text)[name]), "{name} as the tests read it");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn counts_what_call_sites_count() {
+        let m = Metrics::default();
+        for _ in 0..7 {
+            m.holds.inc();
+        }
+        m.position_pushes.add(40);
+        m.position_pushes.add(2);
+        m.sockets_open.inc();
+        m.sockets_open.inc();
+        m.sockets_open.dec();
+        assert_eq!((m.holds.get(), m.position_pushes.get(), m.sockets_open.get()), (7, 42, 1));
+        let text = m.render(14_999);
+        let s = samples(&text);
+        assert_eq!(s["qt_holds_total"], 7.0);
+        assert_eq!(s["qt_position_pushes_total"], 42.0);
+        assert_eq!(s["qt_sockets_open"], 1.0);
+        assert_eq!(s["qt_local_waiters"], 14_999.0);
+        assert_eq!(s["qt_joins_total"], 0.0);
+        assert_eq!(samples(&m.render(3))["qt_local_waiters"], 3.0, "set anew on each render");
+    }
+
+    #[test]
+    fn reads_our_own_process() {
+        // A fresh test process may not have used one clock tick yet.
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut spin = 0u64;
+        while process_usage().unwrap().cpu_seconds == 0.0 && Instant::now() < until {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let usage = process_usage().unwrap();
+        assert!(usage.rss_bytes > 1024 * 1024, "a test process uses more than 1 MiB: {usage:?}");
+        assert!(usage.cpu_seconds > 0.0, "{usage:?}");
+        let text = Metrics::default().render(0);
+        let s = samples(&text);
+        assert!(s["process_resident_memory_bytes"] > 1024.0 * 1024.0, "{text}");
+        assert!(s["process_cpu_seconds_total"] >= usage.cpu_seconds, "{text}");
     }
 }

@@ -26,11 +26,11 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use queueticket::ServerConfig;
-use queueticket::auth::{Auth, Role};
+use qt_protocol::{Claims, Role};
+use queueticket::config::{Secret, ServerConfig};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
 const EVENT: &str = "demo-live";
@@ -47,6 +47,10 @@ fn config() -> Config {
 /// One server for the whole run, on its own runtime.
 struct Server {
     rt: Runtime,
+    /// The server's data directory. A static is never dropped, so it stays
+    /// after the run, under the target directory's `tmp/` (which
+    /// `cargo clean` empties) rather than the system's.
+    _data_dir: tempfile::TempDir,
     addr: SocketAddr,
     buyer: String,
     seller: String,
@@ -60,18 +64,21 @@ fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let dir = std::env::temp_dir().join(format!("qt-fuzz-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("qt-fuzz-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("a temporary directory");
         let secret = format!("fuzz-secret-{:032x}", rand::random::<u128>());
-        let mut cfg = ServerConfig::for_data_dir(dir);
-        cfg.jwt_secret = Some(queueticket::config::Secret(secret.clone()));
+        let mut cfg = ServerConfig::for_data_dir(dir.path().to_path_buf());
+        cfg.jwt_secret = Some(Secret(secret.clone()));
         cfg.demo = Some(true);
         cfg.guest = Some(true);
         cfg.guest_per_min = 1_000_000;
         cfg.ws_upgrades_per_min = 1_000_000;
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let listener =
+            rt.block_on(async { queueticket::app::bind("127.0.0.1:0".parse().expect("addr")) }).expect("bind");
         let addr = listener.local_addr().expect("addr");
-        rt.spawn(queueticket::run(listener, cfg, std::future::pending()));
+        rt.spawn(queueticket::app::run(listener, cfg, std::future::pending()));
         rt.block_on(async {
             let deadline = tokio::time::Instant::now() + WAIT;
             while !matches!(send(addr, &Request::get("/healthz")).await, Ok(r) if r.status == 200) {
@@ -79,18 +86,30 @@ fn server() -> &'static Server {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        let auth = Auth::new(secret.as_bytes(), None, None).expect("auth");
         let raw = |claims: Value, key: &str| {
             let key = jsonwebtoken::EncodingKey::from_secret(key.as_bytes());
             jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("mint")
         };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let mint = |sub: &str, role: Role, seller: Option<&str>| {
+            let claims = Claims {
+                sub: sub.into(),
+                role,
+                exp: now + 86_400,
+                iat: Some(now),
+                nbf: None,
+                seller: seller.map(Into::into),
+            };
+            raw(serde_json::to_value(claims).expect("claims"), &secret)
+        };
         Server {
             rt,
+            _data_dir: dir,
             addr,
-            buyer: auth.mint_hs("fuzz-buyer", Role::Buyer, None, 86_400),
-            seller: auth.mint_hs("demo-admin", Role::Seller, Some("demo"), 86_400),
-            other_seller: auth.mint_hs("other-admin", Role::Seller, Some("other"), 86_400),
-            admin: auth.mint_hs("root", Role::Admin, None, 86_400),
+            buyer: mint("fuzz-buyer", Role::Buyer, None),
+            seller: mint("demo-admin", Role::Seller, Some("demo")),
+            other_seller: mint("other-admin", Role::Seller, Some("other")),
+            admin: mint("root", Role::Admin, None),
             expired: raw(json!({"sub": "late", "role": "buyer", "exp": 1}), &secret),
             foreign: raw(json!({"sub": "x", "role": "buyer", "exp": 4_000_000_000u64}), "another-secret-of-16+"),
         }
@@ -99,7 +118,8 @@ fn server() -> &'static Server {
 
 // ------------------------------------------------------------ the client
 
-/// One HTTP/1.1 request, written out exactly as generated.
+/// One HTTP/1.1 request, written out exactly as generated: odd bytes,
+/// odd headers and chunking are the point, so no HTTP client library here.
 #[derive(Clone)]
 struct Request {
     method: &'static str,

@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tracing::{info, warn};
 
 use super::{BusError, BusEvent, SeatBus, Subscription};
-use crate::store::seats::SeatDiff;
+use crate::domain::events::SeatDiff;
 
 /// How long a broker may hold an empty fetch. librdkafka's default (500 ms)
 /// is latency every watcher would see when the topic is quiet; some brokers
@@ -129,20 +129,5 @@ impl Subscription for KafkaSubscription {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use rdkafka::mocking::MockCluster;
-
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn contract_on_the_mock_cluster() {
-        let cluster = MockCluster::new(3).unwrap();
-        cluster.create_topic("qt.test-diffs", 4, 1).unwrap();
-        let bus = KafkaBus::connect(&cluster.bootstrap_servers(), "qt.test-diffs", "n1", 0).await.unwrap();
-        super::super::contract_tests::run(&bus).await;
     }
 }

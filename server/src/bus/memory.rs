@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{BusError, BusEvent, SeatBus, Subscription};
-use crate::store::seats::SeatDiff;
+use crate::domain::events::SeatDiff;
 
 /// Diffs buffered for a subscriber that falls behind before it is told it
 /// lost some.
@@ -47,15 +47,5 @@ impl Subscription for MemorySubscription {
             Err(broadcast::error::RecvError::Lagged(_)) => Some(BusEvent::Lost),
             Err(broadcast::error::RecvError::Closed) => None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn contract() {
-        super::super::contract_tests::run(&MemoryBus::default()).await;
     }
 }

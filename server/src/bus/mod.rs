@@ -10,7 +10,7 @@ pub mod memory;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::store::seats::SeatDiff;
+use crate::domain::events::SeatDiff;
 
 /// What a subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +47,65 @@ pub trait Subscription: Send {
 #[cfg(test)]
 pub mod contract_tests {
     //! What every bus must do: deliver each event's diffs in publish order
-    //! to every subscriber that subscribed before they were published.
+    //! to every subscriber that subscribed before they were published. Each
+    //! scenario is its own test per bus (`seat_bus_contract!`): in process,
+    //! and Kafka on librdkafka's mock cluster.
 
     use std::time::Duration;
 
-    use super::{BusEvent, SeatBus};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::DefaultProducerContext;
+
+    use super::kafka::KafkaBus;
+    use super::memory::MemoryBus;
+    use super::{BusEvent, SeatBus, Subscription};
+    use crate::domain::events::{Cause, SeatDiff};
     use crate::domain::seats::SeatStatus;
-    use crate::store::seats::{Cause, SeatDiff};
+
+    /// One `#[tokio::test]` per scenario, each on a fresh bus from `$make`
+    /// (an expression whose value is a future of a `Fixture`). A bus passes
+    /// the contract when every one of them passes.
+    macro_rules! seat_bus_contract {
+        ($make:expr) => {
+            $crate::bus::contract_tests::seat_bus_contract!(@each $make;
+                every_subscriber_gets_every_diff,
+                each_events_diffs_arrive_in_publish_order,
+                a_diff_arrives_whole,
+            );
+        };
+        (@each $make:expr; $($scenario:ident),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let fixture = $make.await;
+                    $crate::bus::contract_tests::$scenario(&fixture.bus).await;
+                }
+            )*
+        };
+    }
+    pub(crate) use seat_bus_contract;
+
+    mod memory {
+        super::seat_bus_contract!(async { super::Fixture { bus: super::MemoryBus::default(), _keep: () } });
+    }
+
+    mod kafka {
+        super::seat_bus_contract!(super::kafka_bus());
+    }
+
+    /// A bus under test and what must outlive it; fields drop in order.
+    struct Fixture<B, K> {
+        bus: B,
+        _keep: K,
+    }
+
+    /// A Kafka bus on a mock cluster of its own.
+    async fn kafka_bus() -> Fixture<KafkaBus, MockCluster<'static, DefaultProducerContext>> {
+        let cluster = MockCluster::new(3).expect("a mock Kafka cluster");
+        cluster.create_topic("qt.test-diffs", 4, 1).expect("the test topic");
+        let bus = KafkaBus::connect(&cluster.bootstrap_servers(), "qt.test-diffs", "n1", 0).await.expect("connect");
+        Fixture { bus, _keep: cluster }
+    }
 
     fn diff(event: &str, version: u64) -> SeatDiff {
         SeatDiff {
@@ -66,13 +118,16 @@ pub mod contract_tests {
         }
     }
 
-    pub async fn run<B: SeatBus>(bus: &B) {
-        let mut a = bus.subscribe().await.unwrap();
-        let mut b = bus.subscribe().await.unwrap();
-        // A consumer group needs a moment to get its partitions; publish a
-        // probe until it arrives, then the real sequence.
+    /// `n` subscriptions, each shown to receive: a consumer group needs a
+    /// moment to get its partitions, so a probe is published until every
+    /// subscription has seen one.
+    async fn ready_subscriptions<B: SeatBus>(bus: &B, n: usize) -> Vec<Box<dyn Subscription>> {
+        let mut subs = Vec::with_capacity(n);
+        for _ in 0..n {
+            subs.push(bus.subscribe().await.unwrap());
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        'ready: for sub in [&mut a, &mut b] {
+        'ready: for sub in &mut subs {
             loop {
                 bus.publish(&[diff("probe", 0)]).await.unwrap();
                 if let Ok(Some(BusEvent::Diff(d))) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await
@@ -83,25 +138,83 @@ pub mod contract_tests {
                 assert!(tokio::time::Instant::now() < deadline, "subscription never became ready");
             }
         }
-        let sent: Vec<SeatDiff> = (1..=50).flat_map(|v| [diff("e1", v), diff("e2", v)]).collect();
+        subs
+    }
+
+    /// The next `n` diffs of `events` on `sub`, skipping probes and others.
+    async fn diffs_of(sub: &mut Box<dyn Subscription>, events: &[&str], n: usize) -> Vec<SeatDiff> {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            let next = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.expect("diffs arrive");
+            if let Some(BusEvent::Diff(d)) = next
+                && events.contains(&d.event.as_str())
+            {
+                got.push(d);
+            }
+        }
+        got
+    }
+
+    fn versions(got: &[SeatDiff], event: &str) -> Vec<u64> {
+        got.iter().filter(|d| d.event == event).map(|d| d.version).collect()
+    }
+
+    /// Two subscribers each get all of two events' diffs, sent in chunks:
+    /// nothing lost, nothing doubled.
+    pub async fn every_subscriber_gets_every_diff<B: SeatBus>(bus: &B) {
+        let mut subs = ready_subscriptions(bus, 2).await;
+        let sent: Vec<SeatDiff> = (1..=50).flat_map(|v| [diff("all-1", v), diff("all-2", v)]).collect();
         for chunk in sent.chunks(7) {
             bus.publish(chunk).await.unwrap();
         }
-        for sub in [&mut a, &mut b] {
-            let mut got: Vec<SeatDiff> = Vec::new();
-            while got.len() < sent.len() {
-                let next = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.expect("diffs arrive");
-                if let Some(BusEvent::Diff(d)) = next
-                    && d.event != "probe"
-                {
-                    got.push(d);
+        for sub in &mut subs {
+            let got = diffs_of(sub, &["all-1", "all-2"], sent.len()).await;
+            for event in ["all-1", "all-2"] {
+                assert_eq!(versions(&got, event), (1..=50).collect::<Vec<_>>(), "{event}: nothing lost or doubled");
+            }
+            assert_eq!(got.iter().find(|d| d.event == "all-1"), sent.first());
+        }
+    }
+
+    /// Each event's diffs arrive in the order they were published, however
+    /// the events are interleaved and however many go in one call.
+    pub async fn each_events_diffs_arrive_in_publish_order<B: SeatBus>(bus: &B) {
+        let mut subs = ready_subscriptions(bus, 1).await;
+        let mut sent = Vec::new();
+        for v in 1..=30 {
+            sent.push(diff("order-1", v));
+            if v % 3 == 0 {
+                sent.extend((v - 2..=v).map(|w| diff("order-2", w)));
+            }
+        }
+        for (i, chunk) in sent.chunks(5).enumerate() {
+            if i % 2 == 0 {
+                bus.publish(chunk).await.unwrap();
+            } else {
+                for d in chunk {
+                    bus.publish(std::slice::from_ref(d)).await.unwrap();
                 }
             }
-            for event in ["e1", "e2"] {
-                let versions: Vec<u64> = got.iter().filter(|d| d.event == event).map(|d| d.version).collect();
-                assert_eq!(versions, (1..=50).collect::<Vec<_>>(), "{event} in order, nothing lost or doubled");
-            }
-            assert_eq!(got.iter().find(|d| d.event == "e1"), sent.first());
         }
+        let got = diffs_of(&mut subs[0], &["order-1", "order-2"], sent.len()).await;
+        for event in ["order-1", "order-2"] {
+            assert_eq!(versions(&got, event), (1..=30).collect::<Vec<_>>(), "{event} in publish order");
+        }
+    }
+
+    /// A diff comes out exactly as it went in: every field, and seat and
+    /// user ids with the characters an adapter might split on.
+    pub async fn a_diff_arrives_whole<B: SeatBus>(bus: &B) {
+        let mut subs = ready_subscriptions(bus, 1).await;
+        let sent = SeatDiff {
+            event: "whole".into(),
+            version: 7,
+            status: SeatStatus::Free,
+            seats: vec!["A,1".into(), "B|2".into(), "{c}:3".into(), "ü \\\"q".into()],
+            user: "auth0|12345".into(),
+            cause: Cause::WindowEnded,
+        };
+        bus.publish(std::slice::from_ref(&sent)).await.unwrap();
+        assert_eq!(diffs_of(&mut subs[0], &["whole"], 1).await, vec![sent]);
     }
 }

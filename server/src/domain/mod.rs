@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod event;
+pub mod events;
 pub mod queue;
 pub mod seats;
 

@@ -10,21 +10,27 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Queue settings of one event, changeable live by its seller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueSettings {
     /// Most buyers admitted per minute.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub rate_per_min: u32,
     /// Most buyers whose shopping window is open at once.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub max_active: u32,
     /// Length of a shopping window after admission.
+    #[schema(minimum = 10, maximum = 86_400)]
     pub window_s: u32,
     /// How long a disconnected buyer keeps their place.
+    #[schema(minimum = 5, maximum = 3_600)]
     pub grace_s: u32,
     /// While paused, buyers may join but nobody is admitted.
     pub paused: bool,
     /// How long a seat hold lasts before the server releases it.
+    #[schema(minimum = 10, maximum = 3_600)]
     pub hold_s: u32,
     /// Most seats one buyer may hold for the event.
+    #[schema(minimum = 1, maximum = 100)]
     pub max_seats_per_buyer: u32,
     /// Nobody is admitted before the on-sale time; earlier arrivals queue.
     pub on_sale_at_ms: i64,
@@ -46,15 +52,21 @@ impl Default for QueueSettings {
 }
 
 /// A partial update of [`QueueSettings`]; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueuePatch {
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub rate_per_min: Option<u32>,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub max_active: Option<u32>,
+    #[schema(minimum = 10, maximum = 86_400)]
     pub window_s: Option<u32>,
+    #[schema(minimum = 5, maximum = 3_600)]
     pub grace_s: Option<u32>,
     pub paused: Option<bool>,
+    #[schema(minimum = 10, maximum = 3_600)]
     pub hold_s: Option<u32>,
+    #[schema(minimum = 1, maximum = 100)]
     pub max_seats_per_buyer: Option<u32>,
 }
 

@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use qt_protocol::error::{ErrorBody, ErrorResponse};
 
 use crate::error::ErrorCode;
 
@@ -76,7 +76,7 @@ pub fn shaped(status: StatusCode, message: &str) -> Response {
     } else {
         message.trim().to_owned()
     };
-    (status, axum::Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    (status, axum::Json(ErrorResponse { error: ErrorBody::new(code, message) })).into_response()
 }
 
 /// The statuses hyper answers by itself, bodyless, when it cannot parse a
@@ -101,7 +101,8 @@ pub fn reshape_parse_error(head: &[u8]) -> Option<Vec<u8>> {
     }
     let code: u16 = text.get(9..12)?.parse().ok()?;
     let (status, message) = PARSE_ERRORS.iter().find(|(s, _)| s.as_u16() == code)?;
-    let body = json!({ "error": { "code": code_for(*status), "message": message } }).to_string();
+    let body = ErrorResponse { error: ErrorBody::new(code_for(*status), *message) };
+    let body = serde_json::to_string(&body).ok()?;
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
         status.as_u16(),

@@ -7,80 +7,118 @@ mod guest;
 mod meta;
 mod seller;
 pub mod serve;
+pub mod state;
 mod web;
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::HeaderMap;
-use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::extract::{FromRequest, Request};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::app::Ctx;
-use crate::auth::{AuthError, Identity};
 use crate::error::AppError;
+pub use state::AppState;
 
-pub fn router(ctx: Arc<Ctx>) -> Router {
-    let request_timeout = Some(Duration::from_secs(ctx.cfg.http_request_timeout_s));
+/// The frame of the OpenAPI document. Its REST paths come from [`api`],
+/// which registers each route together with its operation; the socket's
+/// upgrade is listed here, as it is served beside them.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "QueueTicket API",
+        version = "1",
+        description = "REST surface of QueueTicket; the wire contract is docs/protocol.md. \
+            Buyers normally use the WebSocket at `/ws`; these routes serve clients that cannot hold a \
+            socket, and sellers.\n\n\
+            Every error is `{\"error\": {\"code\", \"message\"}}` with the protocol's error code and \
+            the matching status. Besides those listed per operation, any request may be answered 405 \
+            (with `Allow`), 408 (a body still arriving after 30 s), 414 (a target over 8 KiB), 431 \
+            (over 100 headers or 32 KiB of them) or 500 (`internal`).\n\n\
+            Money is an integer amount in the minor unit of the event's currency. Times are RFC 3339 UTC \
+            strings unless a name ends in `_ms` (milliseconds) or `_s` (seconds).",
+    ),
+    paths(crate::ws::upgrade),
+    modifiers(&BearerJwt),
+    tags(
+        (name = "identity", description = "Tokens for anonymous buyers"),
+        (name = "events", description = "Public event listing and seat maps"),
+        (name = "queue", description = "The waiting room, for clients that poll"),
+        (name = "seller", description = "A seller's own events, scoped to the token's seller"),
+        (name = "socket", description = "The buyer WebSocket"),
+        (name = "meta", description = "Health, metrics and this document"),
+    ),
+)]
+struct ApiDoc;
+
+/// The `bearer` scheme the operations' `security` names.
+struct BearerJwt;
+
+impl Modify for BearerJwt {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("A login JWT (`sub`, `role`, `exp`; `seller` for sellers), HS256 or RS256"))
+            .build();
+        doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every REST route, each registered with its operation in the document:
+/// a route added any other way is missing from it (a test checks both
+/// directions against the served router).
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(meta::health))
+        .routes(routes!(meta::metrics))
+        .routes(routes!(meta::openapi))
+        .routes(routes!(guest::issue))
+        .routes(routes!(events::list))
+        .routes(routes!(events::detail))
+        .routes(routes!(events::seatmap))
+        .routes(routes!(events::join_queue, events::queue_status, events::leave_queue))
+        .routes(routes!(seller::events))
+        .routes(routes!(seller::queue_settings, seller::patch_queue))
+}
+
+/// The OpenAPI document of the REST routes, as `/api/v1/openapi.json`
+/// serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+pub fn router(state: AppState) -> Router {
+    let request_timeout = Some(Duration::from_secs(state.cfg.http_request_timeout_s));
     Router::new()
         .route("/", get(web::index))
-        .route("/app.js", get(web::app_js))
-        .route("/style.css", get(web::style_css))
-        .route("/healthz", get(meta::health))
-        .route("/metrics", get(meta::metrics))
-        .route("/api/v1/openapi.json", get(meta::openapi))
-        .route("/api/v1/guest", post(guest::issue))
-        .route("/api/v1/events", get(events::list))
-        .route("/api/v1/events/{event}", get(events::detail))
-        .route("/api/v1/events/{event}/seatmap", get(events::seatmap))
-        .route(
-            "/api/v1/events/{event}/queue",
-            post(events::join_queue).get(events::queue_status).delete(events::leave_queue),
-        )
-        .route("/api/v1/seller/events", get(seller::events))
-        .route("/api/v1/seller/events/{event}/queue", get(seller::queue_settings).patch(seller::patch_queue))
+        // Any other file of web/. The routes below match first; a path that
+        // names no file gets the fallback's JSON 404, whatever the method.
+        .route("/{*path}", axum::routing::any(web::asset))
+        .merge(api())
         .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { AppError::NotFound("route") })
         // A request body trickled in slowly holds its connection no longer.
         .layer(axum::middleware::from_fn_with_state(guard::GuardLimits { request_timeout }, guard::guard))
         .layer(TraceLayer::new_for_http())
-        .with_state(ctx)
+        .with_state(state)
 }
 
 /// The operator listener of `--metrics-listen`: `/metrics` for anyone who
 /// can reach that address, and `/healthz`.
-pub fn metrics_router(ctx: Arc<Ctx>) -> Router {
+pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(meta::metrics_open))
         .route("/healthz", get(meta::health))
         .fallback(|| async { AppError::NotFound("route") })
         .layer(axum::middleware::from_fn_with_state(guard::GuardLimits { request_timeout: None }, guard::guard))
-        .with_state(ctx)
-}
-
-/// The bearer token of an `Authorization` header, if any.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
-}
-
-/// The verified caller of a REST request.
-pub struct Caller(pub Identity);
-
-impl FromRequestParts<Arc<Ctx>> for Caller {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<Ctx>) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers).ok_or(AuthError::Missing)?;
-        Ok(Caller(ctx.auth.verify(token)?))
-    }
+        .with_state(state)
 }
 
 /// JSON bodies whose every rejection is our `bad_request`.
@@ -96,21 +134,4 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Err(e) => Err(AppError::BadRequest(e.body_text())),
         }
     }
-}
-
-/// The client's address, for per-address limits: the peer, or behind a
-/// trusted proxy the address it appended to X-Forwarded-For.
-pub fn client_ip(ctx: &Ctx, headers: &HeaderMap, peer: &SocketAddr) -> IpAddr {
-    if ctx.cfg.trust_forwarded_for
-        && let Some(ip) = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    {
-        return ip;
-    }
-    peer.ip()
 }

@@ -5,50 +5,96 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use qt_protocol::error::ErrorResponse;
+use qt_protocol::rest::EventView;
 
-use super::events::EventView;
-use super::{ApiJson, Caller};
-use crate::app::Ctx;
+use super::ApiJson;
 use crate::domain::queue::{QueuePatch, QueueSettings};
-use crate::error::{AppError, AppResult};
+use crate::edge::Caller;
+use crate::error::AppResult;
+use crate::services::settings::SettingsService;
 
-pub async fn events(State(ctx): State<Arc<Ctx>>, Caller(who): Caller) -> AppResult<Json<Vec<EventView>>> {
+/// The caller's own events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/seller/events",
+    operation_id = "list_seller_events",
+    tag = "seller",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The seller's events", body = [EventView]),
+        (status = 401, description = "`unauthorized`: no token, or an invalid or expired one", body = ErrorResponse),
+        (status = 403, description = "`forbidden`: not a seller's token", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: the database cannot be reached; retry", body = ErrorResponse),
+    ),
+)]
+pub async fn events(
+    State(settings): State<Arc<SettingsService>>,
+    Caller(who): Caller,
+) -> AppResult<Json<Vec<EventView>>> {
     let seller = who.require_seller()?;
-    let events = ctx.sql.seller_events(seller).await?;
+    let events = settings.seller_events(seller).await?;
     Ok(Json(events.iter().map(EventView::from).collect()))
 }
 
-/// The live settings of one of the caller's events.
-async fn own_settings(ctx: &Ctx, seller: &str, event: &str) -> AppResult<QueueSettings> {
-    let e = ctx.catalog.get(event).filter(|e| e.seller_id == seller).ok_or(AppError::NotFound("event"))?;
-    Ok(ctx.queue.settings(&e.id).await?.unwrap_or(e.queue))
-}
-
+/// The live queue settings of one of the caller's events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/seller/events/{event}/queue",
+    operation_id = "get_queue_settings",
+    tag = "seller",
+    security(("bearer" = [])),
+    params(("event" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The settings in force", body = QueueSettings),
+        (status = 400, description = "`bad_request`: an event id that is not UTF-8", body = ErrorResponse),
+        (status = 401, description = "`unauthorized`: no token, or an invalid or expired one", body = ErrorResponse),
+        (status = 403, description = "`forbidden`: not a seller's token", body = ErrorResponse),
+        (status = 404, description = "`not_found`: no such event, or another seller's", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: the waiting room cannot be reached; retry", body = ErrorResponse),
+    ),
+)]
 pub async fn queue_settings(
-    State(ctx): State<Arc<Ctx>>,
+    State(settings): State<Arc<SettingsService>>,
     Caller(who): Caller,
     Path(event): Path<String>,
 ) -> AppResult<Json<QueueSettings>> {
     let seller = who.require_seller()?;
-    Ok(Json(own_settings(&ctx, seller, &event).await?))
+    Ok(Json(settings.of(seller, &event).await?))
 }
 
-/// Changes queue settings live: saved to SQL (the record), then to the
-/// waiting-room store, where every node's admitter reads them each tick.
+/// Changes queue settings live.
+///
+/// Any subset of the fields; unknown fields and values out of range are
+/// refused with nothing changed. Effective on every node within a second.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/seller/events/{event}/queue",
+    operation_id = "patch_queue_settings",
+    tag = "seller",
+    security(("bearer" = [])),
+    params(("event" = String, Path, description = "Event id")),
+    request_body = QueuePatch,
+    responses(
+        (status = 200, description = "The settings now in force", body = QueueSettings),
+        (
+            status = 400,
+            description = "`bad_request`: not JSON, an unknown field, a value out of range, or an event id that \
+                is not UTF-8",
+            body = ErrorResponse,
+        ),
+        (status = 401, description = "`unauthorized`: no token, or an invalid or expired one", body = ErrorResponse),
+        (status = 403, description = "`forbidden`: not a seller's token", body = ErrorResponse),
+        (status = 404, description = "`not_found`: no such event, or another seller's", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: a store cannot be reached; retry", body = ErrorResponse),
+    ),
+)]
 pub async fn patch_queue(
-    State(ctx): State<Arc<Ctx>>,
+    State(settings): State<Arc<SettingsService>>,
     Caller(who): Caller,
     Path(event): Path<String>,
     ApiJson(patch): ApiJson<QueuePatch>,
 ) -> AppResult<Json<QueueSettings>> {
     let seller = who.require_seller()?;
-    let current = own_settings(&ctx, seller, &event).await?;
-    let next = current.apply(&patch)?;
-    if !ctx.sql.update_queue_settings(seller, &event, &next).await? {
-        return Err(AppError::NotFound("event"));
-    }
-    ctx.queue.configure(&event, &next).await?;
-    ctx.catalog.set_queue(&event, next);
-    tracing::info!(%event, %seller, ?next, "queue settings changed");
-    Ok(Json(next))
+    Ok(Json(settings.patch(seller, &event, &patch).await?))
 }

@@ -1,78 +1,103 @@
 //! This node's cached view of the catalogue: events with their tiers and
-//! live queue settings, and the latest measured admission rates. Refreshed
-//! from SQL and the waiting-room store by the `catalog-refresh` worker.
+//! live queue settings, seat layouts by venue, and the latest measured
+//! admission rates. Events are read on every request and change rarely, so
+//! they sit behind an `ArcSwap`: readers never wait for a writer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::RwLock;
 
 use crate::domain::EventId;
 use crate::domain::event::Event;
 use crate::domain::queue::{QueueSettings, RateStats};
 use crate::domain::seats::SeatLayout;
+use crate::error::{AppError, AppResult};
+use crate::store::StoreResult;
+use crate::store::sql::SqlStore;
 
-#[derive(Default)]
+type Events = HashMap<EventId, Arc<Event>>;
+
 pub struct Catalog {
-    events: RwLock<HashMap<EventId, Arc<Event>>>,
+    sql: SqlStore,
+    events: ArcSwap<Events>,
     stats: RwLock<HashMap<EventId, RateStats>>,
     /// Seat layouts by venue, loaded on first use.
     layouts: RwLock<HashMap<String, Arc<SeatLayout>>>,
 }
 
 impl Catalog {
+    pub fn new(sql: SqlStore) -> Self {
+        Self {
+            sql,
+            events: ArcSwap::from_pointee(HashMap::new()),
+            stats: RwLock::new(HashMap::new()),
+            layouts: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Reloads every event from SQL, the record.
+    pub async fn reload(&self) -> StoreResult<()> {
+        self.replace_all(self.sql.events().await?);
+        Ok(())
+    }
+
     pub fn replace_all(&self, events: Vec<Event>) {
         let map = events.into_iter().map(|e| (EventId::from(e.id.as_str()), Arc::new(e))).collect();
-        *self.events.write().unwrap_or_else(|p| p.into_inner()) = map;
+        self.events.store(Arc::new(map));
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Event>> {
-        self.events.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.events.load().get(id).cloned()
     }
 
-    /// The id as an interned `EventId`, if the event exists.
-    pub fn id(&self, id: &str) -> Option<EventId> {
-        self.events.read().unwrap_or_else(|p| p.into_inner()).get_key_value(id).map(|(k, _)| k.clone())
+    /// The event and its interned id, or `not_found`.
+    pub fn find(&self, id: &str) -> AppResult<(EventId, Arc<Event>)> {
+        self.events.load().get_key_value(id).map(|(k, e)| (k.clone(), e.clone())).ok_or(AppError::NotFound("event"))
     }
 
     pub fn all(&self) -> Vec<Arc<Event>> {
-        let mut all: Vec<_> = self.events.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut all: Vec<_> = self.events.load().values().cloned().collect();
         all.sort_by(|a, b| (a.starts_at_ms, &a.id).cmp(&(b.starts_at_ms, &b.id)));
         all
     }
 
     pub fn ids(&self) -> Vec<EventId> {
-        self.events.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.events.load().keys().cloned().collect()
     }
 
     /// Applies live queue settings (from a PATCH here or another node).
     pub fn set_queue(&self, id: &str, settings: QueueSettings) {
-        let mut events = self.events.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = events.get_mut(id)
-            && e.queue != settings
-        {
-            Arc::make_mut(e).queue = settings;
+        if self.get(id).is_none_or(|e| e.queue == settings) {
+            return;
         }
+        self.events.rcu(|events| {
+            let mut next = Events::clone(events);
+            if let Some(e) = next.get_mut(id) {
+                Arc::make_mut(e).queue = settings;
+            }
+            next
+        });
     }
 
-    pub fn layout(&self, venue: &str) -> Option<Arc<SeatLayout>> {
-        self.layouts.read().unwrap_or_else(|p| p.into_inner()).get(venue).cloned()
-    }
-
-    pub fn set_layout(&self, venue: &str, layout: Arc<SeatLayout>) {
-        self.layouts.write().unwrap_or_else(|p| p.into_inner()).insert(venue.to_owned(), layout);
+    /// The seat layout of an event's venue, loaded once per node.
+    pub async fn layout(&self, event: &Event) -> AppResult<Arc<SeatLayout>> {
+        if let Some(layout) = self.layouts.read().get(&event.venue_id).cloned() {
+            return Ok(layout);
+        }
+        let layout = Arc::new(SeatLayout::new(self.sql.venue_seats(&event.venue_id).await?));
+        self.layouts.write().insert(event.venue_id.clone(), layout.clone());
+        Ok(layout)
     }
 
     pub fn set_stats(&self, id: &EventId, stats: RateStats) {
-        self.stats.write().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), stats);
+        self.stats.write().insert(id.clone(), stats);
     }
 
     /// The admission rate to base ETAs on: measured when known, else what
     /// the settings promise.
     pub fn stats(&self, id: &str, settings: &QueueSettings) -> RateStats {
-        self.stats
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .copied()
-            .unwrap_or_else(|| RateStats::expected(settings))
+        self.stats.read().get(id).copied().unwrap_or_else(|| RateStats::expected(settings))
     }
 }

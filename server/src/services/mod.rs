@@ -1,8 +1,13 @@
-//! Use cases shared by the transports: what a join, a status or a leave
-//! means, independent of whether it came over the socket or REST.
+//! Use cases, each a struct holding exactly the ports it needs, built in
+//! `app.rs`. The socket and REST handlers call them; nothing here knows a
+//! socket, an HTTP request or JSON. What must reach sockets goes through
+//! the ports in `notices`, which the socket layer implements.
 
 pub mod catalog;
-pub mod feed;
+pub mod notices;
 pub mod queue;
 pub mod seatmap;
 pub mod seats;
+pub mod settings;
+#[cfg(test)]
+pub(crate) mod testkit;

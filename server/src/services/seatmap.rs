@@ -1,41 +1,29 @@
-//! Seat-map frames: the `seatmap` snapshot in the contract's form and in a
-//! compact form (rows as runs, statuses as one letter per seat) for large
-//! venues, and the `seats` diff.
+//! The `seatmap` view of an event's seats: the contract's full form, and
+//! a compact form (rows as runs, statuses as one letter per seat) for large
+//! venues. Typed values; the transports encode them.
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use qt_protocol::Format;
+use qt_protocol::frames::{self as wire, CompactFormat, CompactRow, MapSeat, RowSeat, Seatmap, SeatmapSeats};
 
-use crate::domain::event::Event;
-use crate::domain::seats::{Row, SeatChange, SeatLayout, SeatStatus};
-use crate::ws::protocol::{Req, encode};
+use crate::domain::event::{Event, Tier};
+use crate::domain::seats::{Row, SeatLayout, SeatStatus};
 
-/// Which snapshot form a watcher asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    /// `seats: [{id, section, row, number, x, y, tier, status}]`.
-    #[default]
-    Full,
-    /// `rows: [...]` plus `status`, one letter per seat in row order.
-    Compact,
+pub fn wire_status(s: SeatStatus) -> wire::SeatStatus {
+    match s {
+        SeatStatus::Free => wire::SeatStatus::Free,
+        SeatStatus::Held => wire::SeatStatus::Held,
+        SeatStatus::Sold => wire::SeatStatus::Sold,
+    }
 }
 
-#[derive(Serialize)]
-struct FullSeat<'a> {
-    id: &'a str,
-    section: &'a str,
-    row: &'a str,
-    number: i64,
-    x: i64,
-    y: i64,
-    tier: &'a str,
-    status: SeatStatus,
+pub fn wire_tier(t: &Tier) -> wire::Tier {
+    wire::Tier { id: t.id.clone(), name: t.name.clone(), price: t.price }
 }
 
 /// A row of the compact form: a regular run (`count` seats numbered from
 /// `n0`, at `x0 + i·dx`, ids `SECTION-ROW-NUMBER`, one tier) or, when the
 /// row is irregular, its seats spelled out.
-fn compact_row(layout: &SeatLayout, row: &Row) -> Value {
+fn compact_row(layout: &SeatLayout, row: &Row) -> CompactRow {
     let seats: Vec<_> = row.seats.iter().map(|&i| &layout.seats[i]).collect();
     let first = seats[0];
     let dx = seats.get(1).map_or(0, |s| s.x - first.x);
@@ -47,78 +35,80 @@ fn compact_row(layout: &SeatLayout, row: &Row) -> Value {
             && s.id == format!("{}-{}-{}", s.section, s.row, s.number)
     });
     if regular {
-        json!({
-            "section": row.section, "row": row.label, "tier": first.tier, "y": first.y,
-            "n0": first.number, "x0": first.x, "dx": dx, "count": seats.len(),
-        })
+        CompactRow::Run {
+            section: row.section.clone(),
+            row: row.label.clone(),
+            tier: first.tier.clone(),
+            y: first.y,
+            n0: first.number,
+            x0: first.x,
+            dx,
+            count: seats.len() as u64,
+        }
     } else {
-        let spelled: Vec<Value> =
-            seats.iter().map(|s| json!({"id": s.id, "number": s.number, "x": s.x, "y": s.y, "tier": s.tier})).collect();
-        json!({"section": row.section, "row": row.label, "seats": spelled})
+        CompactRow::Spelled {
+            section: row.section.clone(),
+            row: row.label.clone(),
+            seats: seats
+                .iter()
+                .map(|s| RowSeat { id: s.id.clone(), number: s.number, x: s.x, y: s.y, tier: s.tier.clone() })
+                .collect(),
+        }
     }
 }
 
-/// The `seatmap` frame for a replica at `version`.
-pub fn seatmap_frame(
+/// The `seatmap` of a replica at `version`.
+pub fn seatmap_view(
     event: &Event,
     version: u64,
     layout: &SeatLayout,
     status: &[SeatStatus],
     format: Format,
-    req: Option<&Req>,
-) -> String {
-    let msg = match format {
-        Format::Full => {
-            let seats: Vec<FullSeat<'_>> = layout
+) -> Seatmap {
+    let seats = match format {
+        Format::Full => SeatmapSeats::Full {
+            seats: layout
                 .seats
                 .iter()
                 .zip(status)
-                .map(|(s, &status)| FullSeat {
-                    id: &s.id,
-                    section: &s.section,
-                    row: &s.row,
+                .map(|(s, &status)| MapSeat {
+                    id: s.id.clone(),
+                    section: s.section.clone(),
+                    row: s.row.clone(),
                     number: s.number,
                     x: s.x,
                     y: s.y,
-                    tier: &s.tier,
-                    status,
+                    tier: s.tier.clone(),
+                    status: wire_status(status),
                 })
-                .collect();
-            json!({
-                "type": "seatmap", "event": event.id, "version": version, "currency": event.currency,
-                "tiers": event.tiers, "seats": seats,
-            })
-        }
-        Format::Compact => {
-            let rows: Vec<Value> = layout.rows.iter().map(|r| compact_row(layout, r)).collect();
-            let letters: String = layout.rows.iter().flat_map(|r| r.seats.iter().map(|&i| status[i].code())).collect();
-            json!({
-                "type": "seatmap", "event": event.id, "version": version, "currency": event.currency,
-                "tiers": event.tiers, "format": "compact", "rows": rows, "status": letters,
-            })
-        }
+                .collect(),
+        },
+        Format::Compact => SeatmapSeats::Compact {
+            format: CompactFormat::Compact,
+            rows: layout.rows.iter().map(|r| compact_row(layout, r)).collect(),
+            status: layout.rows.iter().flat_map(|r| r.seats.iter().map(|&i| status[i].code())).collect(),
+        },
     };
-    encode(&msg, req)
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename = "seats")]
-struct SeatsFrame<'a> {
-    event: &'a str,
-    version: u64,
-    changes: &'a [SeatChange],
-}
-
-/// A `seats` diff frame.
-pub fn seats_frame(event: &str, version: u64, changes: &[SeatChange]) -> String {
-    encode(&SeatsFrame { event, version, changes }, None)
+    Seatmap {
+        event: event.id.clone(),
+        version,
+        currency: event.currency.clone(),
+        tiers: event.tiers.iter().map(wire_tier).collect(),
+        seats,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::domain::demo;
     use crate::domain::event::Seat;
+
+    fn seatmap_frame(e: &Event, version: u64, layout: &SeatLayout, status: &[SeatStatus], format: Format) -> String {
+        qt_protocol::encode(&qt_protocol::ServerMsg::Seatmap(seatmap_view(e, version, layout, status, format)), None)
+    }
 
     /// Expands a compact snapshot back into (id, status) pairs.
     fn expand(v: &Value) -> Vec<(String, char)> {
@@ -146,9 +136,8 @@ mod tests {
         status[layout.index_of("C-3-12").unwrap()] = SeatStatus::Held;
         status[layout.index_of("A-20-1").unwrap()] = SeatStatus::Sold;
         let e = demo::event(0);
-        let full: Value = serde_json::from_str(&seatmap_frame(&e, 7, &layout, &status, Format::Full, None)).unwrap();
-        let compact: Value =
-            serde_json::from_str(&seatmap_frame(&e, 7, &layout, &status, Format::Compact, None)).unwrap();
+        let full: Value = serde_json::from_str(&seatmap_frame(&e, 7, &layout, &status, Format::Full)).unwrap();
+        let compact: Value = serde_json::from_str(&seatmap_frame(&e, 7, &layout, &status, Format::Compact)).unwrap();
         assert_eq!(full["version"], 7);
         assert_eq!(full["seats"].as_array().unwrap().len(), layout.len());
         let mut from_full: Vec<(String, char)> = full["seats"]
@@ -173,7 +162,7 @@ mod tests {
         let layout = SeatLayout::new(seats);
         let status = [SeatStatus::Free, SeatStatus::Held];
         let v: Value =
-            serde_json::from_str(&seatmap_frame(&demo::event(0), 0, &layout, &status, Format::Compact, None)).unwrap();
+            serde_json::from_str(&seatmap_frame(&demo::event(0), 0, &layout, &status, Format::Compact)).unwrap();
         assert_eq!(expand(&v), vec![("box-1".to_string(), 'f'), ("box-2".to_string(), 'h')]);
     }
 
@@ -202,8 +191,8 @@ mod tests {
         let status: Vec<SeatStatus> =
             (0..layout.len()).map(|i| if i % 7 == 0 { SeatStatus::Held } else { SeatStatus::Free }).collect();
         let e = demo::event(0);
-        let compact = seatmap_frame(&e, 1, &layout, &status, Format::Compact, None);
-        let full = seatmap_frame(&e, 1, &layout, &status, Format::Full, None);
+        let compact = seatmap_frame(&e, 1, &layout, &status, Format::Compact);
+        let full = seatmap_frame(&e, 1, &layout, &status, Format::Full);
         eprintln!("20,000 seats: compact {} bytes, full {} bytes", compact.len(), full.len());
         assert!(compact.len() < 128 * 1024, "compact snapshot is {} bytes", compact.len());
     }

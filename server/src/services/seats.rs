@@ -6,18 +6,20 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use qt_protocol::Format;
+use qt_protocol::frames::{Held, Released, Seatmap};
 
-use super::seatmap::{Format, seatmap_frame};
-use crate::app::Ctx;
-use crate::clock::rfc3339;
+use super::catalog::Catalog;
+use super::notices::LiveMaps;
+use super::queue::QueueService;
+use super::seatmap::seatmap_view;
+use crate::clock::{Clock, rfc3339};
 use crate::domain::event::Event;
 use crate::domain::seats::{BestFilter, HoldRequestError, SeatLayout, SeatStatus, best_seats, check_seat_ids};
 use crate::domain::{EventId, UserId};
 use crate::error::{AppError, AppResult};
-use crate::store::seats::HoldRefused;
-use crate::ws::hub::Peer;
-use crate::ws::protocol::Req;
+use crate::metrics::Metrics;
+use crate::store::seats::{HoldRefused, SeatStore};
 
 /// `hold_best` tries this often when someone was faster: each refusal names
 /// seats the node's replica did not know were taken yet, so a buyer racing
@@ -29,88 +31,41 @@ const MAX_SPREAD: u64 = 32;
 /// A `hold_best` count beyond any venue's row is a mistake, not a limit.
 const MAX_BEST_COUNT: u32 = 1_000;
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename = "held")]
-pub struct HeldView {
-    pub event: EventId,
-    pub seats: Vec<String>,
-    pub expires_at: String,
-    /// The seat-map version right after this hold (an addition): diffs up
-    /// to it may still arrive and already include these seats.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<u64>,
+pub struct SeatService {
+    pub store: Arc<dyn SeatStore>,
+    pub catalog: Arc<Catalog>,
+    /// Holds need an admission.
+    pub queue: Arc<QueueService>,
+    /// This node's replicas, for best seats.
+    pub maps: Arc<dyn LiveMaps>,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename = "released")]
-pub struct ReleasedView {
-    pub event: EventId,
-    pub seats: Vec<String>,
-    /// The seat-map version right after the release (an addition).
-    pub version: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename = "hold_expired")]
-pub struct HoldExpiredView<'a> {
-    pub event: &'a str,
-    pub seats: &'a [String],
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename = "unwatched")]
-pub struct UnwatchedView<'a> {
-    pub event: &'a str,
-}
-
-impl Ctx {
-    /// The seat layout of an event's venue, loaded once per node.
-    pub async fn layout(&self, event: &Event) -> AppResult<Arc<SeatLayout>> {
-        if let Some(layout) = self.catalog.layout(&event.venue_id) {
-            return Ok(layout);
-        }
-        let layout = Arc::new(SeatLayout::new(self.sql.venue_seats(&event.venue_id).await?));
-        self.catalog.set_layout(&event.venue_id, layout.clone());
-        Ok(layout)
-    }
-
+impl SeatService {
     /// Makes sure this node keeps a live replica of the event's seats.
     pub async fn go_live(&self, event: &str) -> AppResult<(EventId, Arc<Event>)> {
-        let (id, e) = self.find_event(event)?;
-        if !self.feed.is_live(&id) {
-            let layout = self.layout(&e).await?;
-            let snapshot = self.seats.snapshot(&id).await?;
-            self.feed.install(&id, e.clone(), layout, &snapshot, self.clock.now_ms());
+        let (id, e) = self.catalog.find(event)?;
+        if !self.maps.is_live(&id) {
+            let layout = self.catalog.layout(&e).await?;
+            let snapshot = self.store.snapshot(&id).await?;
+            self.maps.install(&id, e.clone(), layout, &snapshot, self.clock.now_ms());
         }
         Ok((id, e))
     }
 
-    /// Starts watching: the snapshot (answering `req`) and then diffs are
-    /// queued to the socket.
-    pub async fn watch(&self, peer: &Arc<Peer>, event: &str, format: Format, req: Option<&Req>) -> AppResult<EventId> {
-        // An event dropped as idle between the two calls is rare; loading
-        // it again is the whole remedy.
-        for _ in 0..2 {
-            let (id, _) = self.go_live(event).await?;
-            if self.feed.watch(&id, peer, format, req) {
-                return Ok(id);
-            }
-        }
-        Err(AppError::Unavailable)
-    }
-
     /// The seat map as the store has it now (for REST clients).
-    pub async fn seatmap(&self, event: &str, format: Format) -> AppResult<String> {
-        let (id, e) = self.find_event(event)?;
-        let layout = self.layout(&e).await?;
-        let snapshot = self.seats.snapshot(&id).await?;
+    pub async fn seatmap(&self, event: &str, format: Format) -> AppResult<Seatmap> {
+        let (id, e) = self.catalog.find(event)?;
+        let layout = self.catalog.layout(&e).await?;
+        let snapshot = self.store.snapshot(&id).await?;
         let mut status = vec![SeatStatus::Free; layout.len()];
         for (seat, s) in &snapshot.taken {
             if let Some(i) = layout.index_of(seat) {
                 status[i] = *s;
             }
         }
-        Ok(seatmap_frame(&e, snapshot.version, &layout, &status, format, None))
+        Ok(seatmap_view(&e, snapshot.version, &layout, &status, format))
     }
 
     /// When a hold made now ends: after the event's hold time, and never
@@ -126,13 +81,13 @@ impl Ctx {
         e: &Event,
         seats: Vec<String>,
         until: i64,
-    ) -> AppResult<HeldView> {
+    ) -> AppResult<Held> {
         let max = e.queue.max_seats_per_buyer;
-        match self.seats.hold(id, user, &seats, until, max).await? {
+        match self.store.hold(id, user, &seats, until, max).await? {
             Ok(held) => {
                 self.metrics.holds.inc();
-                Ok(HeldView {
-                    event: id.clone(),
+                Ok(Held {
+                    event: id.to_string(),
                     seats,
                     expires_at: rfc3339(held.expires_ms),
                     version: Some(held.version),
@@ -144,10 +99,10 @@ impl Ctx {
     }
 
     /// Holds exactly these seats, or none.
-    pub async fn hold(&self, user: &UserId, event: &str, seats: &[String]) -> AppResult<HeldView> {
-        let (id, window_end) = self.require_admission(user, event).await?;
-        let (_, e) = self.find_event(&id)?;
-        let layout = self.layout(&e).await?;
+    pub async fn hold(&self, user: &UserId, event: &str, seats: &[String]) -> AppResult<Held> {
+        let (id, window_end) = self.queue.require_admission(user, event).await?;
+        let (_, e) = self.catalog.find(&id)?;
+        let layout = self.catalog.layout(&e).await?;
         check_seat_ids(&layout, seats, e.queue.max_seats_per_buyer)?;
         self.hold_ids(user, &id, &e, seats.to_vec(), self.hold_until(&e, window_end)).await
     }
@@ -160,16 +115,16 @@ impl Ctx {
         count: u32,
         tier: Option<&str>,
         section: Option<&str>,
-    ) -> AppResult<HeldView> {
+    ) -> AppResult<Held> {
         if count == 0 || count > MAX_BEST_COUNT {
             return Err(HoldRequestError::BadCount(MAX_BEST_COUNT).into());
         }
-        let (id, window_end) = self.require_admission(user, event).await?;
+        let (id, window_end) = self.queue.require_admission(user, event).await?;
         let (_, e) = self.go_live(&id).await?;
         if count > e.queue.max_seats_per_buyer {
             return Err(HoldRequestError::TooMany(e.queue.max_seats_per_buyer).into());
         }
-        let (layout, _) = self.feed.view(&id).ok_or(AppError::Unavailable)?;
+        let (layout, _) = self.maps.view(&id).ok_or(AppError::Unavailable)?;
         check_best_filter(&e, &layout, tier, section)?;
         let filter = BestFilter { tier, section };
         // Seats the store said are taken, which the replica may not show yet.
@@ -182,7 +137,7 @@ impl Ctx {
                 tokio::time::sleep(Duration::from_micros(rand::random_range(0..500 * attempt))).await;
             }
             // The replica as it is now: diffs may have arrived meanwhile.
-            let (layout, replica) = self.feed.view(&id).ok_or(AppError::Unavailable)?;
+            let (layout, replica) = self.maps.view(&id).ok_or(AppError::Unavailable)?;
             let known: HashSet<usize> = taken.iter().filter_map(|t| layout.index_of(t)).collect();
             let status = |i: usize| if known.contains(&i) { SeatStatus::Held } else { replica[i] };
             // Racers that lost together know the same: on a retry each takes
@@ -205,21 +160,21 @@ impl Ctx {
     }
 
     /// Releases those of `seats` the buyer holds.
-    pub async fn release(&self, user: &UserId, event: &str, seats: &[String]) -> AppResult<ReleasedView> {
-        let (id, e) = self.find_event(event)?;
-        let layout = self.layout(&e).await?;
+    pub async fn release(&self, user: &UserId, event: &str, seats: &[String]) -> AppResult<Released> {
+        let (id, e) = self.catalog.find(event)?;
+        let layout = self.catalog.layout(&e).await?;
         // Releasing is never limited by the hold limit: check ids only.
         check_seat_ids(&layout, seats, u32::MAX)?;
-        let released = self.seats.release(&id, user, seats).await?;
-        Ok(ReleasedView { event: id, seats: released.seats, version: released.version })
+        let released = self.store.release(&id, user, seats).await?;
+        Ok(Released { event: id.to_string(), seats: released.seats, version: released.version })
     }
 
     /// The buyer's current holds at an event as one `held` message, so a
     /// client that reconnects or reloads knows which seats are its own.
-    pub async fn own_holds(&self, user: &UserId, id: &EventId) -> AppResult<Option<HeldView>> {
-        let (seats, earliest) = self.seats.holds_of(id, user).await?;
-        Ok(earliest.filter(|_| !seats.is_empty()).map(|until| HeldView {
-            event: id.clone(),
+    pub async fn own_holds(&self, user: &UserId, id: &EventId) -> AppResult<Option<Held>> {
+        let (seats, earliest) = self.store.holds_of(id, user).await?;
+        Ok(earliest.filter(|_| !seats.is_empty()).map(|until| Held {
+            event: id.to_string(),
             seats,
             expires_at: rfc3339(until),
             version: None,
@@ -273,6 +228,103 @@ mod tests {
     use super::*;
     use crate::domain::demo;
     use crate::error::ErrorCode;
+
+    use crate::domain::demo::EVENT_ID;
+    use crate::services::testkit::{Kit, demo_settings, kit};
+
+    /// The kit with buyer `user` admitted (the queue is open).
+    async fn admitted(user: &str) -> (Kit, UserId) {
+        let k = kit(demo_settings(false)).await;
+        let user = UserId::from(user);
+        k.queue.join(&user, EVENT_ID).await.unwrap();
+        (k, user)
+    }
+
+    #[tokio::test]
+    async fn holds_need_an_admission_and_change_nothing_without_one() {
+        let k = kit(demo_settings(true)).await;
+        let user = UserId::from("a");
+        k.queue.join(&user, EVENT_ID).await.unwrap();
+        let err = k.seats.hold(&user, EVENT_ID, &["A-1-1".into()]).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotAdmitted);
+        let err = k.seats.hold_best(&user, EVENT_ID, 2, None, None).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotAdmitted);
+        assert!(k.store.snapshot(EVENT_ID).await.unwrap().taken.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_hold_is_all_or_nothing_and_release_gives_back_only_ones_own() {
+        let (k, a) = admitted("a").await;
+        let b = UserId::from("b");
+        k.queue.join(&b, EVENT_ID).await.unwrap();
+        let held = k.seats.hold(&a, EVENT_ID, &["A-1-1".into(), "A-1-2".into()]).await.unwrap();
+        assert_eq!(held.seats, vec!["A-1-1", "A-1-2"]);
+        assert_eq!(held.version, Some(2));
+        let err = k.seats.hold(&b, EVENT_ID, &["A-1-2".into(), "A-1-3".into()]).await.unwrap_err();
+        assert!(matches!(&err, AppError::SeatUnavailable(taken) if taken == &["A-1-2"]), "{err:?}");
+        let snapshot = k.store.snapshot(EVENT_ID).await.unwrap();
+        assert_eq!(snapshot.taken.len(), 2, "nothing of the refused hold was taken");
+        let released = k.seats.release(&b, EVENT_ID, &["A-1-1".into()]).await.unwrap();
+        assert!(released.seats.is_empty(), "not b's to release");
+        let released = k.seats.release(&a, EVENT_ID, &["A-1-1".into()]).await.unwrap();
+        assert_eq!(released.seats, vec!["A-1-1"]);
+        let own = k.seats.own_holds(&a, &EventId::from(EVENT_ID)).await.unwrap().unwrap();
+        assert_eq!(own.seats, vec!["A-1-2"]);
+        assert_eq!(k.seats.metrics.holds.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn holds_are_bounded_by_the_buyer_limit_and_unknown_seats_are_refused() {
+        let (k, a) = admitted("a").await;
+        let max = demo_settings(false).max_seats_per_buyer;
+        let too_many: Vec<String> = (1..=max + 1).map(|n| format!("A-1-{n}")).collect();
+        assert_eq!(k.seats.hold(&a, EVENT_ID, &too_many).await.unwrap_err().code(), ErrorCode::HoldLimit);
+        assert_eq!(k.seats.hold(&a, EVENT_ID, &["Z-9-99".into()]).await.unwrap_err().code(), ErrorCode::NotFound);
+        assert!(k.store.snapshot(EVENT_ID).await.unwrap().taken.is_empty());
+    }
+
+    #[tokio::test]
+    async fn best_seats_are_adjacent_and_a_lagging_replica_is_overcome_by_retries() {
+        let (k, a) = admitted("a").await;
+        let b = UserId::from("b");
+        k.queue.join(&b, EVENT_ID).await.unwrap();
+        // The kit's replica never sees diffs: b's pick collides with a's and
+        // must learn from the refusals.
+        let first = k.seats.hold_best(&a, EVENT_ID, 2, None, None).await.unwrap();
+        let second = k.seats.hold_best(&b, EVENT_ID, 2, None, None).await.unwrap();
+        assert_eq!(first.seats.len(), 2);
+        assert!(second.seats.iter().all(|s| !first.seats.contains(s)), "{first:?} {second:?}");
+        let layout = SeatLayout::new(demo::seats());
+        for held in [&first, &second] {
+            let rows: HashSet<(String, String)> = held
+                .seats
+                .iter()
+                .map(|id| {
+                    let s = &layout.seats[layout.index_of(id).unwrap()];
+                    (s.section.clone(), s.row.clone())
+                })
+                .collect();
+            assert_eq!(rows.len(), 1, "one row: {held:?}");
+        }
+        let err = k.seats.hold_best(&a, EVENT_ID, 0, None, None).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+    }
+
+    #[tokio::test]
+    async fn the_rest_seatmap_shows_the_store_in_either_form() {
+        let (k, a) = admitted("a").await;
+        k.seats.hold(&a, EVENT_ID, &["C-3-12".into()]).await.unwrap();
+        for format in [Format::Full, Format::Compact] {
+            let map = k.seats.seatmap(EVENT_ID, format).await.unwrap();
+            assert_eq!(map.version, 1);
+            let statuses = map.statuses();
+            assert_eq!(statuses.len(), demo::seats().len());
+            let held: Vec<_> = statuses.iter().filter(|(_, s)| *s == qt_protocol::frames::SeatStatus::Held).collect();
+            assert_eq!(held.len(), 1);
+            assert_eq!(held[0].0, "C-3-12");
+        }
+        assert_eq!(k.seats.seatmap("nope", Format::Full).await.unwrap_err().code(), ErrorCode::NotFound);
+    }
 
     #[test]
     fn a_retry_picks_among_the_next_best() {

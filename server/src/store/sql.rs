@@ -305,35 +305,173 @@ impl SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::ConnectOptions;
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    //! The contract every SQL backend passes, one test per scenario and
+    //! backend (`sql_contract!`): SQLite in a temporary directory, and
+    //! Postgres in a database of its own on the test server.
+
+    use std::str::FromStr;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use sqlx::postgres::{PgConnectOptions, PgConnection};
+    use sqlx::{ConnectOptions, Connection};
+    use tempfile::TempDir;
 
     use super::*;
     use crate::domain::demo;
 
     const NOW: i64 = 1_700_000_000_000;
+    /// Where the tests find Postgres unless `DATABASE_URL` says otherwise
+    /// (`scripts/services.sh` starts it, `scripts/test.sh` sets the same).
+    const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    /// Test databases are named `qt_test_<unix seconds>_<random>`; ones
+    /// older than this were left by failed runs and are dropped.
+    const STALE_AFTER_S: u64 = 3_600;
 
-    /// The contract every SQL backend passes.
-    async fn contract(store: SqlStore) {
-        // Empty catalogue.
-        assert!(store.events().await.unwrap().is_empty());
-        assert!(store.event("nope").await.unwrap().is_none());
+    /// One `#[tokio::test]` per scenario, each on a fresh database from
+    /// `$make` (an expression whose value is a future of a `TestDb`).
+    macro_rules! sql_contract {
+        ($make:expr) => {
+            sql_contract!(@each $make;
+                an_empty_catalogue_has_no_events,
+                the_demo_is_seeded_once_and_reads_back_exactly,
+                each_seller_sees_only_its_own_events,
+                queue_settings_change_only_for_their_owner,
+                a_duplicate_is_refused_and_leaves_nothing_half_written,
+                reopening_runs_no_migration_twice_and_keeps_the_data,
+            );
+        };
+        (@each $make:expr; $($scenario:ident),* $(,)?) => {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let db = $make.await;
+                    super::$scenario(&db).await;
+                    db.finish().await;
+                }
+            )*
+        };
+    }
 
-        // Demo seeding happens once.
+    mod sqlite {
+        sql_contract!(super::TestDb::sqlite());
+    }
+
+    mod postgres {
+        use super::*;
+
+        sql_contract!(TestDb::postgres());
+
+        /// Two nodes starting at once on one database: exactly one seeds.
+        #[tokio::test]
+        async fn concurrent_demo_seeding_seeds_once() {
+            let db = TestDb::postgres().await;
+            let (a, b) = (db.store().await, db.store().await);
+            let (ra, rb) = tokio::join!(a.seed_demo(NOW), b.seed_demo(NOW));
+            assert_eq!([ra.unwrap(), rb.unwrap()].iter().filter(|s| **s).count(), 1);
+            assert_eq!(a.events().await.unwrap().len(), 1);
+            a.close().await;
+            b.close().await;
+            db.finish().await;
+        }
+    }
+
+    /// A database for one test, and what keeps it.
+    struct TestDb {
+        url: String,
+        keep: Keep,
+    }
+
+    enum Keep {
+        /// Removed with the directory when the test ends.
+        Dir(TempDir),
+        /// Dropped when the test passes (a failed one leaves it to look at,
+        /// until it is stale).
+        Postgres { admin: String, name: String },
+    }
+
+    impl TestDb {
+        async fn sqlite() -> Self {
+            let dir = tempfile::Builder::new().prefix("qt-sql-").tempdir().expect("a temporary directory");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display());
+            Self { url, keep: Keep::Dir(dir) }
+        }
+
+        async fn postgres() -> Self {
+            let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+            let mut conn = postgres_admin(&admin).await;
+            let name = format!("qt_test_{}_{:08x}", unix_s(), rand::random::<u32>());
+            conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create a test database");
+            let _ = conn.close().await;
+            let options = PgConnectOptions::from_str(&admin).expect("DATABASE_URL is a Postgres URL");
+            let url = options.database(&name).to_url_lossy().to_string();
+            Self { url, keep: Keep::Postgres { admin, name } }
+        }
+
+        async fn store(&self) -> SqlStore {
+            SqlStore::connect(&self.url).await.expect("connect and migrate")
+        }
+
+        async fn finish(self) {
+            match self.keep {
+                Keep::Dir(dir) => drop(dir),
+                Keep::Postgres { admin, name } => {
+                    let mut conn = postgres_admin(&admin).await;
+                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                    let _ = conn.close().await;
+                }
+            }
+        }
+    }
+
+    fn unix_s() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    /// A connection to the maintenance database, or the test fails with one
+    /// line naming Postgres and how to start it. The first call in a test
+    /// binary also drops stale test databases.
+    async fn postgres_admin(admin: &str) -> PgConnection {
+        static SWEPT: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
+        let at = PgConnectOptions::from_str(admin)
+            .map(|o| format!("{}:{}", o.get_host(), o.get_port()))
+            .unwrap_or_else(|_| "DATABASE_URL".to_owned());
+        let connect = || async {
+            match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(admin)).await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in 5 s".to_owned()),
+            }
+        };
+        let swept = SWEPT
+            .get_or_init(|| async {
+                let mut conn = connect().await?;
+                let names: Vec<String> =
+                    sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'qt\\_test\\_%'")
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                for name in names {
+                    let born = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX);
+                    if born.saturating_add(STALE_AFTER_S) < unix_s() {
+                        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                    }
+                }
+                let _ = conn.close().await;
+                Ok(())
+            })
+            .await;
+        let ready = match swept {
+            Ok(()) => connect().await,
+            Err(e) => Err(e.clone()),
+        };
+        ready.unwrap_or_else(|why| {
+            panic!("Postgres is not reachable at {at} ({why}); start it with scripts/services.sh")
+        })
+    }
+
+    /// The demo and a second seller's event in a venue of its own.
+    async fn with_a_second_seller(store: &SqlStore) -> Event {
         assert!(store.seed_demo(NOW).await.unwrap());
-        assert!(!store.seed_demo(NOW + 1).await.unwrap());
-        let events = store.events().await.unwrap();
-        assert_eq!(events.len(), 1);
-        let e = &events[0];
-        assert_eq!(e, &demo::event(NOW));
-        assert_eq!(store.venue_seats(demo::VENUE_ID).await.unwrap().len(), demo::seats().len());
-        let mut want = demo::seats();
-        let mut got = store.venue_seats(demo::VENUE_ID).await.unwrap();
-        want.sort_by(|a, b| a.id.cmp(&b.id));
-        got.sort_by(|a, b| a.id.cmp(&b.id));
-        assert_eq!(got, want, "seats round-trip exactly");
-
-        // A second seller's event; each seller sees only its own.
         store.insert_seller("s-2", "Other", NOW).await.unwrap();
         let venue = Venue { id: "v-2".into(), seller_id: "s-2".into(), name: "Small room".into() };
         let seats = vec![Seat {
@@ -352,18 +490,56 @@ mod tests {
         other.venue_id = "v-2".into();
         other.tiers = vec![Tier { id: "std".into(), name: "Standard".into(), price: 10_000 }];
         store.insert_event(&other, NOW).await.unwrap();
-        assert_eq!(store.seller_events("s-2").await.unwrap(), vec![other.clone()]);
-        assert_eq!(store.seller_events(demo::SELLER_ID).await.unwrap().len(), 1);
+        other
+    }
 
-        // Queue settings change only for their owner.
+    async fn an_empty_catalogue_has_no_events(db: &TestDb) {
+        let store = db.store().await;
+        assert!(store.events().await.unwrap().is_empty());
+        assert!(store.event("nope").await.unwrap().is_none());
+        store.close().await;
+    }
+
+    async fn the_demo_is_seeded_once_and_reads_back_exactly(db: &TestDb) {
+        let store = db.store().await;
+        assert!(store.seed_demo(NOW).await.unwrap());
+        assert!(!store.seed_demo(NOW + 1).await.unwrap());
+        let events = store.events().await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(&events[0], &demo::event(NOW));
+        assert_eq!(store.venue_seats(demo::VENUE_ID).await.unwrap().len(), demo::seats().len());
+        let mut want = demo::seats();
+        let mut got = store.venue_seats(demo::VENUE_ID).await.unwrap();
+        want.sort_by(|a, b| a.id.cmp(&b.id));
+        got.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(got, want, "seats round-trip exactly");
+        store.close().await;
+    }
+
+    async fn each_seller_sees_only_its_own_events(db: &TestDb) {
+        let store = db.store().await;
+        let other = with_a_second_seller(&store).await;
+        assert_eq!(store.seller_events("s-2").await.unwrap(), vec![other]);
+        assert_eq!(store.seller_events(demo::SELLER_ID).await.unwrap().len(), 1);
+        store.close().await;
+    }
+
+    async fn queue_settings_change_only_for_their_owner(db: &TestDb) {
+        let store = db.store().await;
+        let other = with_a_second_seller(&store).await;
         let changed = QueueSettings { rate_per_min: 7, paused: true, hold_s: 33, ..other.queue };
         assert!(!store.update_queue_settings(demo::SELLER_ID, "e-2", &changed).await.unwrap());
         assert_eq!(store.event("e-2").await.unwrap().unwrap().queue, other.queue);
         assert!(store.update_queue_settings("s-2", "e-2", &changed).await.unwrap());
         assert_eq!(store.event("e-2").await.unwrap().unwrap().queue, changed);
+        store.close().await;
+    }
 
-        // Constraints hold in the database too: a duplicate id is refused
-        // and leaves nothing half-written.
+    /// Constraints hold in the database too: a duplicate id is refused and
+    /// leaves nothing half-written.
+    async fn a_duplicate_is_refused_and_leaves_nothing_half_written(db: &TestDb) {
+        let store = db.store().await;
+        let other = with_a_second_seller(&store).await;
         assert!(store.insert_event(&other, NOW).await.is_err());
         assert_eq!(store.events().await.unwrap().len(), 2);
         let mut bad = other.clone();
@@ -371,37 +547,15 @@ mod tests {
         bad.tiers.push(Tier { id: "std".into(), name: "dup".into(), price: 1 });
         assert!(store.insert_event(&bad, NOW).await.is_err(), "duplicate tier");
         assert!(store.event("e-3").await.unwrap().is_none(), "rolled back");
+        store.close().await;
     }
 
-    #[tokio::test]
-    async fn sqlite_contract() {
-        let path = std::env::temp_dir().join(format!("qt-sql-{:016x}.db", rand::random::<u64>()));
-        let store = SqlStore::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
-        contract(store.clone()).await;
-        // Reopening runs no migration twice and keeps the data.
+    async fn reopening_runs_no_migration_twice_and_keeps_the_data(db: &TestDb) {
+        let store = db.store().await;
+        with_a_second_seller(&store).await;
         store.close().await;
-        let again = SqlStore::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+        let again = db.store().await;
         assert_eq!(again.events().await.unwrap().len(), 2);
         again.close().await;
-        let _ = std::fs::remove_file(&path);
-    }
-
-    /// Two nodes starting at once on one database: exactly one seeds.
-    #[sqlx::test(migrations = false)]
-    async fn concurrent_demo_seeding_seeds_once(_pool: PgPoolOptions, options: PgConnectOptions) {
-        let url = options.to_url_lossy().to_string();
-        let (a, b) = (SqlStore::connect(&url).await.unwrap(), SqlStore::connect(&url).await.unwrap());
-        let (ra, rb) = tokio::join!(a.seed_demo(NOW), b.seed_demo(NOW));
-        assert_eq!([ra.unwrap(), rb.unwrap()].iter().filter(|s| **s).count(), 1);
-        assert_eq!(a.events().await.unwrap().len(), 1);
-        a.close().await;
-        b.close().await;
-    }
-
-    #[sqlx::test(migrations = false)]
-    async fn postgres_contract(_pool: PgPoolOptions, options: PgConnectOptions) {
-        let store = SqlStore::connect(options.to_url_lossy().as_str()).await.unwrap();
-        contract(store.clone()).await;
-        store.close().await;
     }
 }

@@ -6,15 +6,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::app::Ctx;
+use super::Leases;
 use crate::domain::EventId;
+use crate::domain::events::Cause;
 use crate::domain::queue::RateMeter;
+use crate::services::queue::QueueService;
 use crate::store::StoreResult;
-use crate::store::seats::Cause;
 use crate::store::waiting::Lease;
-use crate::ws::protocol::{Left, encode};
+
+/// What the admitter works with: the waiting room's use cases (and through
+/// them its store, the seats, the catalogue and the sockets' notices).
+pub struct Admitter {
+    pub queue: Arc<QueueService>,
+    /// The events whose lease this node holds, for the relay.
+    pub leases: Arc<Leases>,
+    pub node_id: String,
+    pub tick: Duration,
+    pub shutdown: CancellationToken,
+}
 
 /// A lease outlives a missed renewal or two, and a dead holder is replaced
 /// within TTL + one renewal period.
@@ -31,16 +43,16 @@ struct EventAdmitter {
     published_ms: i64,
 }
 
-pub async fn run(ctx: Arc<Ctx>) {
-    let mut interval = super::ticker(Duration::from_millis(ctx.cfg.admit_tick_ms));
+pub async fn run(ctx: Arc<Admitter>) {
+    let mut interval = super::ticker(ctx.tick);
     let mut events: HashMap<EventId, EventAdmitter> = HashMap::new();
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             _ = interval.tick() => {}
         }
-        let now = ctx.clock.now_ms();
-        for id in ctx.catalog.ids() {
+        let now = ctx.queue.clock.now_ms();
+        for id in ctx.queue.catalog.ids() {
             let state = events.entry(id.clone()).or_default();
             if let Err(e) = step(&ctx, &id, state, now).await {
                 warn!(event = %id, error = %e, "admission step failed");
@@ -48,10 +60,10 @@ pub async fn run(ctx: Arc<Ctx>) {
         }
     }
     // Hand over at once instead of making the next admitter wait out the TTL.
-    ctx.leases.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    ctx.leases.lock().clear();
     for (id, state) in events {
         if let Some(lease) = state.lease
-            && let Err(e) = ctx.queue.release_lease(&id, &ctx.node_id, lease).await
+            && let Err(e) = ctx.queue.room.release_lease(&id, &ctx.node_id, lease).await
         {
             warn!(event = %id, error = %e, "could not release admitter lease");
         }
@@ -59,8 +71,8 @@ pub async fn run(ctx: Arc<Ctx>) {
 }
 
 /// Tells the relay which events' diffs it publishes.
-fn set_held(ctx: &Ctx, id: &EventId, held: bool) {
-    let mut leases = ctx.leases.lock().unwrap_or_else(|p| p.into_inner());
+fn set_held(ctx: &Admitter, id: &EventId, held: bool) {
+    let mut leases = ctx.leases.lock();
     if held {
         leases.insert(id.clone());
     } else {
@@ -68,10 +80,10 @@ fn set_held(ctx: &Ctx, id: &EventId, held: bool) {
     }
 }
 
-async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> StoreResult<()> {
+async fn step(ctx: &Admitter, id: &EventId, state: &mut EventAdmitter, now: i64) -> StoreResult<()> {
     if state.lease_checked_ms.is_none_or(|t| now - t >= LEASE_RENEW_MS) {
         state.lease_checked_ms = Some(now);
-        let lease = ctx.queue.acquire_lease(id, &ctx.node_id, now, LEASE_TTL_MS).await?;
+        let lease = ctx.queue.room.acquire_lease(id, &ctx.node_id, now, LEASE_TTL_MS).await?;
         if lease != state.lease {
             match lease {
                 Some(l) => info!(event = %id, token = l.token, "admitter lease taken"),
@@ -82,7 +94,7 @@ async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> S
         set_held(ctx, id, lease.is_some());
     }
     let Some(lease) = state.lease else { return Ok(()) };
-    let out = ctx.queue.tick(id, lease, now, MAX_BATCH).await?;
+    let out = ctx.queue.room.tick(id, lease, now, MAX_BATCH).await?;
     if out.fenced {
         warn!(event = %id, token = lease.token, "admitter lease lost; standing down");
         state.lease = None;
@@ -94,27 +106,27 @@ async fn step(ctx: &Ctx, id: &EventId, state: &mut EventAdmitter, now: i64) -> S
     // nodes' sockets on their next status tick), before anything below can
     // fail, and the holds end with the window.
     for user in &out.expired {
-        ctx.hub.end_window(id, user, now, || encode(&Left { event: id, reason: "window_ended" }, None).into());
+        ctx.queue.notices.window_ended(id, user, now);
     }
     for user in &out.expired {
-        ctx.seats.release_all(id, user, Cause::WindowEnded).await?;
+        ctx.queue.seats.release_all(id, user, Cause::WindowEnded).await?;
     }
-    ctx.seats.expire(id, now, MAX_BATCH).await?;
+    ctx.queue.seats.expire(id, now, MAX_BATCH).await?;
     state.meter.record(now, out.admitted.len() as u64);
-    ctx.metrics.admitted.add(out.admitted.len() as u64);
-    ctx.metrics.dropped_ghosts.add(out.dropped.len() as u64);
+    ctx.queue.metrics.admitted.add(out.admitted.len() as u64);
+    ctx.queue.metrics.dropped_ghosts.add(out.dropped.len() as u64);
     // Local sockets hear of their admission now; other nodes' sockets on
     // their next status tick.
     for (user, until_ms) in &out.admitted {
-        ctx.hub.admit(id, user, *until_ms, || encode(&ctx.admitted_view(user, id, *until_ms), None).into());
+        ctx.queue.notices.admitted(id, user, &ctx.queue.admitted_view(user, id, *until_ms), *until_ms);
     }
     if now - state.published_ms >= PUBLISH_STATS_MS
-        && let Some(event) = ctx.catalog.get(id)
+        && let Some(event) = ctx.queue.catalog.get(id)
     {
         state.published_ms = now;
         let stats = state.meter.stats(now, &event.queue);
-        ctx.queue.publish_stats(id, &stats).await?;
-        ctx.catalog.set_stats(id, stats);
+        ctx.queue.room.publish_stats(id, &stats).await?;
+        ctx.queue.catalog.set_stats(id, stats);
     }
     Ok(())
 }

@@ -3,9 +3,9 @@
 
 pub mod admitter;
 pub mod catalog_refresh;
-pub mod feed;
-pub mod notifier;
 pub mod relay;
+
+use std::collections::HashSet;
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,6 +14,10 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
+
+/// Events whose admitter lease this node holds (the relay publishes their
+/// diffs).
+pub type Leases = parking_lot::Mutex<HashSet<crate::domain::EventId>>;
 
 /// A periodic tick for a worker loop. A late tick is not made up for with a
 /// burst: after a stall the worker simply carries on at its pace.

@@ -10,10 +10,23 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::WorkerError;
-use crate::app::Ctx;
+use tokio_util::sync::CancellationToken;
+
+use super::{Leases, WorkerError};
+use crate::bus::SeatBus;
 use crate::domain::EventId;
-use crate::store::seats::SeatDiff;
+use crate::domain::events::SeatDiff;
+use crate::metrics::Metrics;
+use crate::store::seats::SeatStore;
+
+pub struct Relay {
+    pub seats: Arc<dyn SeatStore>,
+    pub bus: Arc<dyn SeatBus>,
+    /// The events whose lease this node holds: it relays only theirs.
+    pub leases: Arc<Leases>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
 
 /// How often the log is read: the floor of diff delivery delay.
 const POLL: Duration = Duration::from_millis(5);
@@ -22,7 +35,7 @@ const BATCH: u64 = 500;
 /// Batches per event per poll, so one busy event cannot starve others.
 const BATCHES_PER_POLL: usize = 8;
 
-pub async fn run(ctx: Arc<Ctx>) {
+pub async fn run(ctx: Arc<Relay>) {
     let mut interval = super::ticker(POLL);
     let mut cursors: HashMap<EventId, String> = HashMap::new();
     loop {
@@ -30,7 +43,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             _ = ctx.shutdown.cancelled() => break,
             _ = interval.tick() => {}
         }
-        let held: Vec<EventId> = ctx.leases.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let held: Vec<EventId> = ctx.leases.lock().iter().cloned().collect();
         // A lease lost and later regained starts from the stored cursor,
         // which another relay may have moved meanwhile.
         cursors.retain(|e, _| held.contains(e));
@@ -42,7 +55,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     }
 }
 
-async fn relay(ctx: &Ctx, id: &EventId, cursors: &mut HashMap<EventId, String>) -> Result<(), WorkerError> {
+async fn relay(ctx: &Relay, id: &EventId, cursors: &mut HashMap<EventId, String>) -> Result<(), WorkerError> {
     let mut cursor = match cursors.get(id) {
         Some(c) => c.clone(),
         None => ctx.seats.relay_cursor(id).await?,

@@ -20,13 +20,14 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
+use qt_protocol::client::KNOWN_TYPES;
+use qt_protocol::{ClientMsg, Format, Req};
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 
-use super::protocol::{ClientMsg, Req, error_frame, parse, parse_req};
-use crate::error::ErrorCode;
-use crate::services::seatmap::Format;
+use super::protocol::{error_frame, parse, parse_req};
+use crate::error::{ErrorCode, HttpStatus};
 
 /// Cases per property: `QT_FUZZ_CASES`, or 256.
 fn config() -> Config {
@@ -34,8 +35,7 @@ fn config() -> Config {
     Config { cases, failure_persistence: None, ..Config::default() }
 }
 
-const TYPES: &[&str] =
-    &["join", "leave", "watch", "unwatch", "hold", "hold_best", "release", "claim_coupon", "checkout", "pay", "ping"];
+const TYPES: &[&str] = KNOWN_TYPES;
 
 const FIELDS: &[&str] = &[
     "type",

@@ -6,14 +6,19 @@
 //! held across an `.await`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
+use parking_lot::{Mutex, MutexGuard};
+use qt_protocol::ServerMsg;
+use qt_protocol::frames::{Admitted, LeftReason};
 
 use super::outbox::{Outbox, PushError};
+use super::render;
 use crate::domain::queue::{LastPush, should_push};
 use crate::domain::{EventId, UserId};
+use crate::services::notices::{PeerId, QueueNotices};
 use crate::store::waiting::PlaceStatus;
 
 /// One open socket, shared by its session and the hub.
@@ -87,16 +92,16 @@ pub struct Hub {
 }
 
 impl Hub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, HashMap<UserId, Waiter>>> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<EventId, HashMap<UserId, Waiter>>> {
+        self.events.lock()
     }
 
     pub fn connect(&self, user: &UserId, peer: &Arc<Peer>) {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).entry(user.clone()).or_default().push(peer.clone());
+        self.connections.lock().entry(user.clone()).or_default().push(peer.clone());
     }
 
     pub fn disconnect(&self, user: &str, peer_id: u64) {
-        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conns = self.connections.lock();
         if let Some(peers) = conns.get_mut(user) {
             peers.retain(|p| p.id != peer_id);
             if peers.is_empty() {
@@ -107,7 +112,7 @@ impl Hub {
 
     /// Queues a frame that must arrive to every socket of `user` here.
     pub fn tell(&self, user: &str, frame: impl FnOnce() -> Utf8Bytes) {
-        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = self.connections.lock();
         if let Some(peers) = conns.get(user) {
             let frame = frame();
             for p in peers {
@@ -288,6 +293,20 @@ impl Hub {
         for p in w.peers.iter().filter(|p| Some(p.id) != skip) {
             p.outbox.push_or_kill(frame.clone());
         }
+    }
+}
+
+impl QueueNotices for Hub {
+    fn admitted(&self, event: &EventId, user: &UserId, admitted: &Admitted, until_ms: i64) {
+        self.admit(event, user, until_ms, || render::push(&ServerMsg::Admitted(admitted.clone())));
+    }
+
+    fn window_ended(&self, event: &EventId, user: &UserId, now_ms: i64) {
+        self.end_window(event, user, now_ms, || render::left(event, LeftReason::WindowEnded));
+    }
+
+    fn left(&self, event: &EventId, user: &UserId, except: Option<PeerId>) {
+        self.take_user_and_tell(event, user, except, || render::left(event, LeftReason::Left));
     }
 }
 

@@ -4,9 +4,9 @@
 //! allocated until the first frame is queued, which keeps idle sockets small.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 
 use axum::extract::ws::Utf8Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,8 @@ impl Outbox {
         Self { state: Mutex::new(State::default()), wake: Notify::new(), capacity }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     pub fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {

@@ -6,19 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use qt_protocol::frames::{Closing, Hello, Left, LeftReason, Unwatched};
+use qt_protocol::{ClientMsg, PROTOCOL_VERSION, Req, ServerMsg};
 use tracing::debug;
 
+use super::Sockets;
 use super::hub::Peer;
 use super::outbox::{CLOSE_POLICY, CLOSE_RESTART, Kill, Next};
-use super::protocol::{self, ClientMsg, Closing, Hello, Left, Pong, Req, encode, error_frame};
-use crate::app::Ctx;
+use super::protocol::{self, error_frame};
+use super::render::{frame, push};
 use crate::auth::Identity;
 use crate::clock::rfc3339;
 use crate::domain::EventId;
 use crate::error::AppError;
 use crate::limits::{FrameBudget, Verdict};
-use crate::services::queue::QueueReply;
-use crate::services::seats::UnwatchedView;
+use crate::services::queue::Place;
 
 /// A write the client does not take within this time closes the socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,7 +28,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const RECONNECT_AFTER_MS: u64 = 2_000;
 
 struct Session {
-    ctx: Arc<Ctx>,
+    ctx: Arc<Sockets>,
     who: Identity,
     peer: Arc<Peer>,
     /// Events this socket joined, to leave the hub cleanly on close.
@@ -41,13 +43,15 @@ async fn close(ws: &mut WebSocket, kill: Kill) {
     let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Close(Some(frame)))).await;
 }
 
-pub async fn run(ctx: Arc<Ctx>, who: Identity, mut ws: WebSocket) {
+pub async fn run(ctx: Arc<Sockets>, who: Identity, mut ws: WebSocket) {
     ctx.metrics.sockets_open.inc();
-    let peer = Peer::new(ctx.cfg.ws_outbox);
+    let peer = Peer::new(ctx.outbox_capacity);
     let budget = ctx.limits.per_socket();
     ctx.hub.connect(&who.user, &peer);
     let mut s = Session { ctx: ctx.clone(), who, peer, joined: Vec::new(), watching: Vec::new(), budget };
-    let hello = encode(&Hello { user: &s.who.user, server_time: rfc3339(ctx.clock.now_ms()), protocol: 1 }, None);
+    let hello =
+        Hello { user: s.who.user.to_string(), server_time: rfc3339(ctx.clock.now_ms()), protocol: PROTOCOL_VERSION };
+    let hello = frame(&ServerMsg::Hello(hello), None);
     if s.send(&mut ws, hello.into()).await {
         s.serve(&mut ws).await;
     }
@@ -73,7 +77,8 @@ impl Session {
         loop {
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => {
-                    let bye = encode(&Closing { reason: "server shutting down", reconnect_after_ms: RECONNECT_AFTER_MS }, None);
+                    let bye = Closing { reason: "server shutting down".into(), reconnect_after_ms: RECONNECT_AFTER_MS };
+                    let bye = frame(&ServerMsg::Closing(bye), None);
                     if self.send(ws, bye.into()).await {
                         close(ws, Kill { code: CLOSE_RESTART, reason: "restarting" }).await;
                     }
@@ -140,39 +145,50 @@ impl Session {
 
     async fn dispatch(&mut self, msg: ClientMsg, req: Option<&Req>) -> Result<Vec<String>, AppError> {
         let user = self.who.user.clone();
+        let reply = |msg: ServerMsg| Ok(vec![frame(&msg, req)]);
         match msg {
-            ClientMsg::Ping => Ok(vec![encode(&Pong {}, req)]),
+            ClientMsg::Ping => reply(ServerMsg::Pong),
             ClientMsg::Join { event } => {
-                let (id, reply) = self.ctx.join_queue(&user, &event).await?;
+                let (id, place) = self.ctx.queue.join(&user, &event).await?;
                 // Waiting or admitted, the hub tells this socket what comes
                 // next: admission, or the end of the window.
-                match &reply {
-                    QueueReply::Waiting(view) => {
+                match &place {
+                    Place::Waiting(view) => {
                         self.ctx.hub.add_waiter(&id, &user, &self.peer, view.position, self.ctx.clock.now_ms())
                     }
-                    QueueReply::Admitted(view) => self.ctx.hub.add_admitted(&id, &user, &self.peer, view.until_ms),
+                    Place::Admitted { until_ms, .. } => self.ctx.hub.add_admitted(&id, &user, &self.peer, *until_ms),
                 }
                 if !self.joined.contains(&id) {
                     self.joined.push(id);
                 }
-                Ok(vec![encode(&reply, req)])
+                reply(match place {
+                    Place::Waiting(view) => ServerMsg::Queue(view),
+                    Place::Admitted { view, .. } => ServerMsg::Admitted(view),
+                })
             }
             ClientMsg::Leave { event } => {
-                let id = self.ctx.leave_queue(&user, &event).await?;
-                self.ctx.hub.take_user_and_tell(&id, &user, Some(self.peer.id), || {
-                    encode(&Left { event: &id, reason: "left" }, None).into()
-                });
+                let id = self.ctx.queue.leave(&user, &event, Some(self.peer.id)).await?;
                 self.joined.retain(|e| e != &id);
-                Ok(vec![encode(&Left { event: &id, reason: "left" }, req)])
+                reply(ServerMsg::Left(Left { event: id.to_string(), reason: LeftReason::Left }))
             }
             ClientMsg::Watch { event, format } => {
                 // The snapshot answering this request goes through the
-                // socket's queue, ahead of the diffs that follow it.
-                let id = self.ctx.watch(&self.peer, &event, format, req).await?;
+                // socket's queue, ahead of the diffs that follow it. An
+                // event dropped as idle between the two calls is rare;
+                // loading it again is the whole remedy.
+                let mut watched = None;
+                for _ in 0..2 {
+                    let (id, _) = self.ctx.seats.go_live(&event).await?;
+                    if self.ctx.feed.watch(&id, &self.peer, format, req) {
+                        watched = Some(id);
+                        break;
+                    }
+                }
+                let id = watched.ok_or(AppError::Unavailable)?;
                 // "Its own held message tells it which are its own": after
                 // the snapshot, the buyer's current holds.
-                if let Some(own) = self.ctx.own_holds(&user, &id).await? {
-                    self.peer.outbox.push_or_kill(encode(&own, None).into());
+                if let Some(own) = self.ctx.seats.own_holds(&user, &id).await? {
+                    self.peer.outbox.push_or_kill(push(&ServerMsg::Held(own)));
                 }
                 if !self.watching.contains(&id) {
                     self.watching.push(id);
@@ -180,21 +196,23 @@ impl Session {
                 Ok(Vec::new())
             }
             ClientMsg::Unwatch { event } => {
-                let (id, _) = self.ctx.find_event(&event)?;
+                let (id, _) = self.ctx.catalog.find(&event)?;
                 self.ctx.feed.unwatch(&id, self.peer.id, self.ctx.clock.now_ms());
                 self.watching.retain(|e| e != &id);
-                Ok(vec![encode(&UnwatchedView { event: &id }, req)])
+                reply(ServerMsg::Unwatched(Unwatched { event: id.to_string() }))
             }
-            ClientMsg::Hold { event, seats } => Ok(vec![encode(&self.ctx.hold(&user, &event, &seats).await?, req)]),
+            ClientMsg::Hold { event, seats } => {
+                reply(ServerMsg::Held(self.ctx.seats.hold(&user, &event, &seats).await?))
+            }
             ClientMsg::HoldBest { event, count, tier, section } => {
-                let held = self.ctx.hold_best(&user, &event, count, tier.as_deref(), section.as_deref()).await?;
-                Ok(vec![encode(&held, req)])
+                let held = self.ctx.seats.hold_best(&user, &event, count, tier.as_deref(), section.as_deref()).await?;
+                reply(ServerMsg::Held(held))
             }
             ClientMsg::Release { event, seats } => {
-                Ok(vec![encode(&self.ctx.release(&user, &event, &seats).await?, req)])
+                reply(ServerMsg::Released(self.ctx.seats.release(&user, &event, &seats).await?))
             }
             ClientMsg::Checkout { event, .. } => {
-                self.ctx.require_admission(&user, &event).await?;
+                self.ctx.queue.require_admission(&user, &event).await?;
                 Err(AppError::Forbidden("checkout opens in a later release"))
             }
             ClientMsg::ClaimCoupon { .. } | ClientMsg::Pay { .. } => {

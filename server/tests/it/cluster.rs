@@ -4,16 +4,16 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::common::{Backend, ChildServer, Client, EVENT, Options, REDIS_URL, TestServer, position, purge_redis};
+use crate::common::{
+    Backend, ChildServer, Client, EVENT, Options, PgDatabase, REDIS_URL, TestServer, http, position, purge_redis,
+};
 
-fn shared(backend: &Backend, db: &PgConnectOptions, node: &str, secret: &str) -> Options {
+fn shared(backend: &Backend, db: &PgDatabase, node: &str, secret: &str) -> Options {
     let mut opts = Options::new(backend.clone());
-    opts.database_url = Some(db.to_url_lossy().to_string());
+    opts.database_url = Some(db.url.clone());
     opts.node_id = Some(node.into());
     opts.secret = secret.into();
     opts
@@ -42,9 +42,10 @@ fn watch_admissions(clients: Vec<Client>) -> mpsc::UnboundedReceiver<(String, In
     rx
 }
 
-#[sqlx::test(migrations = false)]
-async fn two_nodes_admit_exactly_the_rate_between_them(_pool: PgPoolOptions, db: PgConnectOptions) {
-    let backend = Backend::redis();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_admit_exactly_the_rate_between_them() {
+    let db = PgDatabase::create().await;
+    let backend = Backend::redis().await;
     let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
     let secret = "cluster-secret-0123456789abcdef";
     let a = TestServer::start_with(shared(&backend, &db, "node-a", secret)).await;
@@ -68,6 +69,8 @@ async fn two_nodes_admit_exactly_the_rate_between_them(_pool: PgPoolOptions, db:
     // Pausing was set through node A; un-pausing through node B: both read
     // the live settings from Redis.
     b.patch_queue(json!({"paused": false})).await;
+    // The measured span: five seconds of admissions (the sleep is the
+    // window under test, not a wait for something to happen).
     tokio::time::sleep(Duration::from_secs(5)).await;
     a.patch_queue(json!({"paused": true})).await;
     // Admissions still on their way to the other node's sockets arrive.
@@ -89,11 +92,13 @@ async fn two_nodes_admit_exactly_the_rate_between_them(_pool: PgPoolOptions, db:
     a.stop().await;
     b.stop().await;
     purge_redis(&prefix).await;
+    db.finish().await;
 }
 
-#[sqlx::test(migrations = false)]
-async fn a_killed_admitter_is_replaced_within_five_seconds(_pool: PgPoolOptions, db: PgConnectOptions) {
-    let backend = Backend::redis();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_admitter_is_replaced_within_five_seconds() {
+    let db = PgDatabase::create().await;
+    let backend = Backend::redis().await;
     let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
     let secret = "cluster-secret-0123456789abcdef";
     // The child starts first, so it takes the lease.
@@ -103,7 +108,7 @@ async fn a_killed_admitter_is_replaced_within_five_seconds(_pool: PgPoolOptions,
         assert!(Instant::now() < deadline, "the first node never took the lease");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let listed = crate::common::http(doomed.addr, "GET", "/api/v1/events", None, None).await.unwrap().json();
+    let listed = http(doomed.addr, "GET", "/api/v1/events", None, None).await.unwrap().json();
     assert_eq!(listed[0]["id"], EVENT, "the child serves the shared catalogue");
     let survivor = TestServer::start_with(shared(&backend, &db, "survivor", secret)).await;
     survivor.patch_queue(json!({"paused": true, "rate_per_min": 600, "max_active": 10_000})).await;
@@ -135,4 +140,5 @@ async fn a_killed_admitter_is_replaced_within_five_seconds(_pool: PgPoolOptions,
     assert_eq!(lease_holder(&prefix).await.as_deref(), Some("survivor"));
     survivor.stop().await;
     purge_redis(&prefix).await;
+    db.finish().await;
 }

@@ -1,20 +1,26 @@
 //! Test harness: a real server on a random port (in process, or as a child
-//! process for kill tests), real WebSocket and HTTP clients, and token
-//! minting with the server's secret. Logs show with TEST_LOG=1.
+//! process for kill tests), real WebSocket and HTTP (reqwest) clients
+//! speaking the shared wire types (`qt_protocol`), tokens minted with the
+//! server's secret, and the services the Redis and Postgres tests need,
+//! each checked with one clear message. Logs show with TEST_LOG=1.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
+use std::str::FromStr;
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use queueticket::ServerConfig;
-use queueticket::auth::{Auth, Claims, Role, unix_now_s};
+use qt_protocol::{Claims, ClientMsg, Envelope, Format, Req, Role, ServerMsg};
+use queueticket::auth::Auth;
+use queueticket::config::{Secret, ServerConfig};
+use queueticket::store::sql::SqlStore;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, Executor};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::sync::{OnceCell, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -24,6 +30,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const EVENT: &str = "demo-live";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const KAFKA_TOPIC: &str = "qt.seat-diffs";
+/// Where the tests find Postgres unless `DATABASE_URL` says otherwise.
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const WAIT: Duration = Duration::from_secs(10);
 
 pub fn init_logs() {
@@ -35,6 +43,8 @@ pub fn init_logs() {
     });
 }
 
+// ------------------------------------------------------------ services
+
 /// Which waiting-room adapter a server runs on.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -44,16 +54,204 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn redis() -> Self {
+    /// Redis under a fresh key prefix; the test fails with one clear line
+    /// if Redis is not up.
+    pub async fn redis() -> Self {
+        require_redis().await;
         Backend::Redis(format!("qt-it-{:016x}", rand::random::<u64>()))
     }
 }
 
-pub fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("qt-it-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// Fails the test with one line naming Redis and how to start it, unless
+/// Redis answers a `PING`. Checked once per test binary.
+pub async fn require_redis() {
+    static CHECKED: OnceCell<Result<(), String>> = OnceCell::const_new();
+    let checked = CHECKED
+        .get_or_init(|| async {
+            let ping = async {
+                let mut conn = redis::Client::open(REDIS_URL)?.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            match tokio::time::timeout(Duration::from_secs(3), ping).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in 3 s".to_owned()),
+            }
+        })
+        .await;
+    if let Err(why) = checked {
+        panic!("Redis is not reachable at {REDIS_URL} ({why}); start it with scripts/services.sh");
+    }
 }
+
+/// Deletes a test's Redis keys.
+pub async fn purge_redis(prefix: &str) {
+    let Ok(client) = redis::Client::open(REDIS_URL) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+}
+
+/// A Postgres database of one test's own, on the server `DATABASE_URL`
+/// names (by default the one `scripts/services.sh` starts).
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+/// Test databases are named `qt_it_<unix seconds>_<random>`; ones older
+/// than this were left by failed runs and are dropped.
+const STALE_AFTER_S: u64 = 3_600;
+
+impl PgDatabase {
+    /// A fresh, empty database; the test fails with one clear line if
+    /// Postgres is not up.
+    pub async fn create() -> Self {
+        let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+        let mut conn = postgres_admin(&admin).await;
+        let name = format!("qt_it_{}_{:08x}", unix_now_s(), rand::random::<u32>());
+        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create a test database");
+        let _ = conn.close().await;
+        let options = PgConnectOptions::from_str(&admin).expect("DATABASE_URL is a Postgres URL");
+        let url = options.database(&name).to_url_lossy().to_string();
+        Self { url, admin, name }
+    }
+
+    /// Drops the database. Tests call it once they passed; a failed test
+    /// leaves its database to look at, until it is stale.
+    pub async fn finish(self) {
+        let mut conn = postgres_admin(&self.admin).await;
+        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str()).await;
+        let _ = conn.close().await;
+    }
+}
+
+/// A connection to the maintenance database, or the test fails with one
+/// line naming Postgres and how to start it. The first call in a test
+/// binary also drops stale test databases.
+async fn postgres_admin(admin: &str) -> PgConnection {
+    static SWEPT: OnceCell<Result<(), String>> = OnceCell::const_new();
+    let at = PgConnectOptions::from_str(admin)
+        .map(|o| format!("{}:{}", o.get_host(), o.get_port()))
+        .unwrap_or_else(|_| "DATABASE_URL".to_owned());
+    let connect = || async {
+        match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(admin)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer in 5 s".to_owned()),
+        }
+    };
+    let swept = SWEPT
+        .get_or_init(|| async {
+            let mut conn = connect().await?;
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'qt\\_it\\_%'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+            for name in names {
+                let born = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX);
+                if born.saturating_add(STALE_AFTER_S) < unix_now_s() {
+                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                }
+            }
+            let _ = conn.close().await;
+            Ok(())
+        })
+        .await;
+    let ready = match swept {
+        Ok(()) => connect().await,
+        Err(e) => Err(e.clone()),
+    };
+    ready.unwrap_or_else(|why| panic!("Postgres is not reachable at {at} ({why}); start it with scripts/services.sh"))
+}
+
+/// A temporary directory, removed when the value is dropped.
+pub fn temp_dir() -> TempDir {
+    tempfile::Builder::new().prefix("qt-it-").tempdir().expect("a temporary directory")
+}
+
+pub fn unix_now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// An RFC 3339 time from the wire (`expires_at`), in Unix milliseconds.
+pub fn time_ms(v: &Value) -> i64 {
+    let at = v.as_str().unwrap_or_else(|| panic!("a time, got {v}"));
+    let t = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).expect("RFC 3339");
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+// ------------------------------------------------------------ catalogue
+
+/// Seeds the catalogue database at `url` with the demo event and sets its
+/// queue settings (column, value) before any node reads them. Settings a
+/// test depends on from the first request go in here rather than through a
+/// live patch: a node's once-a-second catalogue refresh that read the
+/// settings just before a patch can put the old ones back for a round.
+pub async fn seed_catalogue(url: &str, settings: &[(&str, i64)]) {
+    const COLUMNS: [&str; 8] = [
+        "on_sale_at_ms",
+        "rate_per_min",
+        "max_active",
+        "window_s",
+        "grace_s",
+        "paused",
+        "hold_s",
+        "max_seats_per_buyer",
+    ];
+    let store = SqlStore::connect(url).await.expect("the catalogue database");
+    assert!(store.seed_demo(now_ms()).await.expect("seed"), "a fresh database is seeded");
+    store.close().await;
+    let pool = sqlx::AnyPool::connect(url).await.expect("the catalogue database");
+    for (column, value) in settings {
+        assert!(COLUMNS.contains(column), "no queue setting `{column}`");
+        sqlx::query(&format!("UPDATE events SET {column} = $1 WHERE id = $2"))
+            .bind(*value)
+            .bind(EVENT)
+            .execute(&pool)
+            .await
+            .expect("demo settings");
+    }
+    pool.close().await;
+}
+
+/// Options for a server whose catalogue is a fresh SQLite database in its
+/// data directory, seeded by `seed_catalogue`.
+pub async fn seeded(backend: &Backend, settings: &[(&str, i64)]) -> Options {
+    let dir = temp_dir();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display());
+    seed_catalogue(&url, settings).await;
+    let mut opts = Options::new(backend.clone());
+    opts.database_url = Some(url);
+    opts.data_dir = Some(dir);
+    opts
+}
+
+// ------------------------------------------------------------ tokens
+
+/// A login token signed with `secret` (HS256), as any issuer sharing the
+/// server's secret would mint it.
+pub fn mint(secret: &[u8], claims: &Claims) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret);
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), claims, &key).expect("mint")
+}
+
+/// Claims for `sub` in `role`, issued now and valid for `ttl_s`.
+pub fn claims(sub: &str, role: Role, ttl_s: u64) -> Claims {
+    let now = unix_now_s();
+    Claims { sub: sub.into(), role, exp: now + ttl_s, iat: Some(now), nbf: None, seller: None }
+}
+
+// ------------------------------------------------------------ servers
 
 pub struct Options {
     pub backend: Backend,
@@ -63,8 +261,9 @@ pub struct Options {
     pub node_id: Option<String>,
     /// Kafka bootstrap servers (a mock cluster's) for seat diffs.
     pub kafka: Option<String>,
-    /// Use this data directory (default: a fresh one).
-    pub data_dir: Option<PathBuf>,
+    /// Use this data directory (default: a fresh one); in-process servers
+    /// only. The server keeps it, and it goes when the server does.
+    pub data_dir: Option<TempDir>,
     /// Let the server take its secret from DATA_DIR/jwt.secret (generating
     /// it if missing) instead of `secret`.
     pub secret_from_data_dir: bool,
@@ -73,7 +272,7 @@ pub struct Options {
     /// gets the server's log.
     pub child_args: Vec<String>,
     pub child_nofile: Option<u64>,
-    pub child_log: Option<PathBuf>,
+    pub child_log: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -93,9 +292,9 @@ impl Options {
         }
     }
 
-    fn config(&self, data_dir: PathBuf) -> ServerConfig {
+    fn config(&self, data_dir: std::path::PathBuf) -> ServerConfig {
         let mut cfg = ServerConfig::for_data_dir(data_dir);
-        cfg.jwt_secret = (!self.secret_from_data_dir).then(|| queueticket::config::Secret(self.secret.clone()));
+        cfg.jwt_secret = (!self.secret_from_data_dir).then(|| Secret(self.secret.clone()));
         cfg.database_url = self.database_url.clone();
         cfg.node_id = self.node_id.clone();
         cfg.demo = Some(true);
@@ -123,9 +322,13 @@ impl Options {
 /// A server running in this test process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's keys, for checking the passes it signs.
     pub auth: Auth,
+    secret: String,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), queueticket::StartError>>>,
+    task: Option<JoinHandle<Result<(), queueticket::app::StartError>>>,
+    /// Removed once the server is gone (after `task`, by field order).
+    _data_dir: TempDir,
 }
 
 impl TestServer {
@@ -133,27 +336,35 @@ impl TestServer {
         Self::start_with(Options::new(backend)).await
     }
 
-    pub async fn start_with(opts: Options) -> Self {
+    pub async fn start_with(mut opts: Options) -> Self {
         init_logs();
-        let data_dir = opts.data_dir.clone().unwrap_or_else(temp_dir);
-        let cfg = opts.config(data_dir.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let data_dir = opts.data_dir.take().unwrap_or_else(temp_dir);
+        let cfg = opts.config(data_dir.path().to_path_buf());
+        let listener = queueticket::app::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(queueticket::run(listener, cfg, async move {
+        let task = tokio::spawn(queueticket::app::run(listener, cfg, async move {
             let _ = stopped.await;
         }));
-        let placeholder = Auth::new(opts.secret.as_bytes(), None, None).expect("auth");
-        let mut server = Self { addr, auth: placeholder, stop: Some(stop), task: Some(task) };
+        let mut server = Self {
+            addr,
+            auth: Auth::new(opts.secret.as_bytes(), None, None).expect("auth"),
+            secret: opts.secret.clone(),
+            stop: Some(stop),
+            task: Some(task),
+            _data_dir: data_dir,
+        };
         server.wait_ready().await;
         if opts.secret_from_data_dir {
-            let secret = std::fs::read_to_string(data_dir.join("jwt.secret")).expect("server wrote its secret");
-            server.auth = Auth::new(secret.trim().as_bytes(), None, None).expect("auth");
+            let path = server._data_dir.path().join("jwt.secret");
+            let secret = std::fs::read_to_string(path).expect("server wrote its secret");
+            server.secret = secret.trim().to_owned();
+            server.auth = Auth::new(server.secret.as_bytes(), None, None).expect("auth");
         }
         server
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Ok(r) = http(self.addr, "GET", "/healthz", None, None).await
@@ -161,10 +372,11 @@ impl TestServer {
             {
                 return;
             }
-            if let Some(task) = &self.task
-                && task.is_finished()
-            {
-                panic!("server task ended during start-up");
+            if let Some(task) = self.task.take_if(|t| t.is_finished()) {
+                match task.await {
+                    Ok(Err(e)) => panic!("the server did not start: {e}"),
+                    other => panic!("the server task ended during start-up: {other:?}"),
+                }
             }
             assert!(tokio::time::Instant::now() < deadline, "server did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -184,18 +396,22 @@ impl TestServer {
         }
     }
 
+    /// A token with these claims, signed with the server's secret.
+    pub fn mint(&self, claims: &Claims) -> String {
+        mint(self.secret.as_bytes(), claims)
+    }
+
     pub fn buyer_token(&self, user: &str) -> String {
-        self.auth.mint_hs(user, Role::Buyer, None, 3_600)
+        self.mint(&claims(user, Role::Buyer, 3_600))
     }
 
     pub fn seller_token(&self, seller: &str) -> String {
-        self.auth.mint_hs(&format!("{seller}-admin"), Role::Seller, Some(seller), 3_600)
+        self.mint(&Claims { seller: Some(seller.into()), ..claims(&format!("{seller}-admin"), Role::Seller, 3_600) })
     }
 
     pub fn expired_token(&self, user: &str) -> String {
-        let claims =
-            Claims { sub: user.into(), role: Role::Buyer, exp: unix_now_s() - 600, iat: None, nbf: None, seller: None };
-        self.auth.mint(&claims, jsonwebtoken::Algorithm::HS256).expect("mint")
+        let exp = unix_now_s() - 600;
+        self.mint(&Claims { sub: user.into(), role: Role::Buyer, exp, iat: None, nbf: None, seller: None })
     }
 
     pub async fn buyer(&self, user: &str) -> Client {
@@ -204,15 +420,8 @@ impl TestServer {
 
     /// Changes the demo event's queue settings as its seller.
     pub async fn patch_queue(&self, body: Value) -> Value {
-        let r = http(
-            self.addr,
-            "PATCH",
-            &format!("/api/v1/seller/events/{EVENT}/queue"),
-            Some(&self.seller_token("demo")),
-            Some(body),
-        )
-        .await
-        .expect("patch");
+        let path = format!("/api/v1/seller/events/{EVENT}/queue");
+        let r = http(self.addr, "PATCH", &path, Some(&self.seller_token("demo")), Some(body)).await.expect("patch");
         assert_eq!(r.status, 200, "patch refused: {}", r.body);
         r.json()
     }
@@ -234,6 +443,8 @@ pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
 pub struct ChildServer {
     pub addr: SocketAddr,
     child: tokio::process::Child,
+    /// Removed once the child is gone (after `child`, by field order).
+    _data_dir: TempDir,
 }
 
 impl ChildServer {
@@ -242,12 +453,13 @@ impl ChildServer {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
         };
+        let data_dir = temp_dir();
         let node_id = opts.node_id.clone().unwrap_or_else(|| format!("child-{port}"));
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_queueticket"));
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
-            .arg(temp_dir())
+            .arg(data_dir.path())
             .arg("--jwt-secret")
             .arg(&opts.secret)
             .arg("--node-id")
@@ -294,14 +506,17 @@ impl ChildServer {
         if let Backend::Redis(prefix) = &opts.backend {
             cmd.arg("--redis-url").arg(REDIS_URL).arg("--redis-prefix").arg(prefix);
         }
-        let child = cmd.spawn().expect("spawn queueticket");
+        let mut child = cmd.spawn().expect("spawn queueticket");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let deadline = tokio::time::Instant::now() + WAIT;
         while !matches!(http(addr, "GET", "/healthz", None, None).await, Ok(r) if r.status == 200) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the child server exited during start-up: {status}");
+            }
             assert!(tokio::time::Instant::now() < deadline, "child server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { addr, child }
+        Self { addr, child, _data_dir: data_dir }
     }
 
     /// SIGKILL: no goodbye, no lease release.
@@ -309,6 +524,8 @@ impl ChildServer {
         self.child.kill().await.expect("kill child");
     }
 }
+
+// ------------------------------------------------------------ HTTP
 
 pub struct HttpReply {
     pub status: u16,
@@ -321,6 +538,47 @@ impl HttpReply {
     }
 }
 
+/// One HTTP request with reqwest: a bearer token if given, a JSON body if
+/// given.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Result<HttpReply> {
+    http_with(addr, method, path, token, body, &[]).await
+}
+
+/// `http` with more request headers.
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> reqwest::Result<HttpReply> {
+    // A client per request: a client's connection pool lives on the runtime
+    // that made it, and every test has a runtime of its own.
+    let client = reqwest::Client::builder().no_proxy().timeout(WAIT).build()?;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let mut request = client.request(method, format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let reply = request.send().await?;
+    let status = reply.status().as_u16();
+    let body = reply.text().await?;
+    Ok(HttpReply { status, body })
+}
+
 /// The HTTP status of a socket upgrade with `token` (101 when it opened).
 pub async fn upgrade_status(addr: SocketAddr, token: Option<&str>) -> u16 {
     match Client::try_connect(addr, token).await {
@@ -330,62 +588,12 @@ pub async fn upgrade_status(addr: SocketAddr, token: Option<&str>) -> u16 {
     }
 }
 
-/// A minimal HTTP/1.1 request (one per connection).
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> std::io::Result<HttpReply> {
-    http_with(addr, method, path, token, body, &[]).await
-}
-
-pub async fn http_with(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> std::io::Result<HttpReply> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    for (name, value) in headers {
-        auth.push_str(&format!("{name}: {value}\r\n"));
-    }
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.map_err(std::io::Error::other)??;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
-    Ok(HttpReply { status, body })
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
+// ------------------------------------------------------------ sockets
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A buyer's socket.
+/// A buyer's socket. Every frame it receives must read as the shared wire
+/// type (`qt_protocol::Envelope`), or the test fails.
 pub struct Client {
     ws: Ws,
     next_req: i64,
@@ -397,6 +605,14 @@ pub struct Client {
 pub enum Ended {
     Closed(Option<CloseFrame>),
     Dropped,
+}
+
+/// A server message as JSON, once it has read as the shared wire type.
+fn checked_frame(text: &str) -> Value {
+    if let Err(e) = serde_json::from_str::<Envelope>(text) {
+        panic!("the server sent a message that does not read as the wire types ({e}): {text}");
+    }
+    serde_json::from_str(text).expect("server sends JSON")
 }
 
 impl Client {
@@ -411,12 +627,7 @@ impl Client {
 
     pub async fn connect(addr: SocketAddr, token: &str) -> Self {
         let ws = Self::try_connect(addr, Some(token)).await.expect("websocket upgrade");
-        let mut c = Self { ws, next_req: 1, user: String::new() };
-        let hello = c.recv().await;
-        assert_eq!(hello["type"], "hello", "{hello}");
-        assert_eq!(hello["protocol"], 1);
-        c.user = hello["user"].as_str().expect("user").to_owned();
-        c
+        Self::greeted(ws).await
     }
 
     /// Connects with the token in the `Authorization` header instead.
@@ -424,9 +635,19 @@ impl Client {
         let mut request = format!("ws://{addr}/ws").into_client_request().expect("request");
         request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().expect("header"));
         let ws = tokio_tungstenite::connect_async(request).await.expect("upgrade").0;
+        Self::greeted(ws).await
+    }
+
+    /// Reads the `hello` every socket opens with.
+    async fn greeted(ws: Ws) -> Self {
         let mut c = Self { ws, next_req: 1, user: String::new() };
-        let hello = c.recv().await;
-        c.user = hello["user"].as_str().expect("user").to_owned();
+        match c.recv_msg().await.msg {
+            ServerMsg::Hello(hello) => {
+                assert_eq!(hello.protocol, qt_protocol::PROTOCOL_VERSION);
+                c.user = hello.user;
+            }
+            other => panic!("expected hello, got {other:?}"),
+        }
         c
     }
 
@@ -434,8 +655,15 @@ impl Client {
         self.ws.send(msg).await.expect("send");
     }
 
+    /// Sends a JSON value as it is (for frames the wire types cannot build).
     pub async fn send(&mut self, v: Value) {
         self.send_raw(Message::Text(v.to_string().into())).await;
+    }
+
+    /// Sends a client message with `req` (or none).
+    pub async fn send_msg(&mut self, msg: &ClientMsg, req: Option<i64>) {
+        let text = msg.to_frame(req.map(Req::Int).as_ref());
+        self.send_raw(Message::Text(text.into())).await;
     }
 
     /// The next text frame, as JSON.
@@ -443,10 +671,15 @@ impl Client {
         self.try_recv(WAIT).await.expect("a frame in time")
     }
 
+    /// The next text frame, as the wire type.
+    pub async fn recv_msg(&mut self) -> Envelope {
+        serde_json::from_value(self.recv().await).expect("checked on receipt")
+    }
+
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
         loop {
             match tokio::time::timeout(wait, self.ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).expect("server sends JSON")),
+                Ok(Some(Ok(Message::Text(t)))) => return Some(checked_frame(&t)),
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
                 _ => return None,
             }
@@ -469,13 +702,37 @@ impl Client {
         }
     }
 
+    /// The next message of `kind`, as the wire type, skipping others.
+    pub async fn recv_msg_within(&mut self, kind: &str, wait: Duration) -> ServerMsg {
+        let v = self.recv_type_within(kind, wait).await;
+        serde_json::from_value::<Envelope>(v).expect("checked on receipt").msg
+    }
+
     /// Sends a request with a fresh `req` and returns the reply carrying it
-    /// (pushes in between are skipped).
+    /// (pushes in between are skipped). The request is JSON as it is, for
+    /// frames the wire types cannot build; `ask` builds the others.
     pub async fn request(&mut self, mut v: Value) -> Value {
-        let req = self.next_req;
-        self.next_req += 1;
+        let req = self.take_req();
         v["req"] = json!(req);
         self.send(v).await;
+        self.reply_to(req).await
+    }
+
+    /// Sends a client message with a fresh `req` and returns the reply
+    /// carrying it (pushes in between are skipped).
+    pub async fn ask(&mut self, msg: ClientMsg) -> Value {
+        let req = self.take_req();
+        self.send_msg(&msg, Some(req)).await;
+        self.reply_to(req).await
+    }
+
+    fn take_req(&mut self) -> i64 {
+        let req = self.next_req;
+        self.next_req += 1;
+        req
+    }
+
+    async fn reply_to(&mut self, req: i64) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -487,7 +744,35 @@ impl Client {
     }
 
     pub async fn join(&mut self, event: &str) -> Value {
-        self.request(json!({"type": "join", "event": event})).await
+        self.ask(ClientMsg::Join { event: event.into() }).await
+    }
+
+    pub async fn leave(&mut self, event: &str) -> Value {
+        self.ask(ClientMsg::Leave { event: event.into() }).await
+    }
+
+    pub async fn watch(&mut self, event: &str) -> Value {
+        self.ask(ClientMsg::Watch { event: event.into(), format: Format::Full }).await
+    }
+
+    pub async fn unwatch(&mut self, event: &str) -> Value {
+        self.ask(ClientMsg::Unwatch { event: event.into() }).await
+    }
+
+    pub async fn hold<S: Into<String>>(&mut self, event: &str, seats: impl IntoIterator<Item = S>) -> Value {
+        self.ask(ClientMsg::Hold { event: event.into(), seats: seats.into_iter().map(Into::into).collect() }).await
+    }
+
+    pub async fn hold_best(&mut self, event: &str, count: u32) -> Value {
+        self.ask(ClientMsg::HoldBest { event: event.into(), count, tier: None, section: None }).await
+    }
+
+    pub async fn release<S: Into<String>>(&mut self, event: &str, seats: impl IntoIterator<Item = S>) -> Value {
+        self.ask(ClientMsg::Release { event: event.into(), seats: seats.into_iter().map(Into::into).collect() }).await
+    }
+
+    pub async fn ping(&mut self) -> Value {
+        self.ask(ClientMsg::Ping).await
     }
 
     /// Waits for the server to end the socket.
@@ -506,16 +791,7 @@ impl Client {
     }
 }
 
-/// Deletes a test's Redis keys.
-pub async fn purge_redis(prefix: &str) {
-    let Ok(client) = redis::Client::open(REDIS_URL) else { return };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-    }
-}
+// ------------------------------------------------------------ seat maps
 
 /// A buyer's view of an event's seat map, built the way a client must:
 /// a snapshot, then diffs whose versions rise by exactly their changes.
@@ -561,7 +837,8 @@ impl MapView {
 pub async fn store_map(addr: SocketAddr, event: &str) -> MapView {
     let r = http(addr, "GET", &format!("/api/v1/events/{event}/seatmap"), None, None).await.expect("seatmap");
     assert_eq!(r.status, 200, "{}", r.body);
-    MapView::from_snapshot(&r.json())
+    // The same `seatmap` message a socket gets.
+    MapView::from_snapshot(&checked_frame(&r.body))
 }
 
 /// A socket that watches an event and keeps its map current until
@@ -573,7 +850,7 @@ pub struct Watcher {
 
 impl Watcher {
     pub async fn start(mut client: Client, event: &str) -> Self {
-        let snapshot = client.request(json!({"type": "watch", "event": event})).await;
+        let snapshot = client.watch(event).await;
         Self { map: MapView::from_snapshot(&snapshot), client }
     }
 
@@ -586,7 +863,7 @@ impl Watcher {
             let Some(v) = self.client.try_recv(left).await else { continue };
             match v["type"].as_str() {
                 Some("seats") if !self.map.apply(&v) => {
-                    let snapshot = self.client.request(json!({"type": "watch", "event": event})).await;
+                    let snapshot = self.client.watch(event).await;
                     self.map = MapView { gaps: self.map.gaps, ..MapView::from_snapshot(&snapshot) };
                 }
                 Some("seatmap") => self.map = MapView { gaps: self.map.gaps, ..MapView::from_snapshot(&v) },

@@ -8,16 +8,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use queueticket::auth::{Claims, Role, unix_now_s};
-use serde_json::{Value, json};
+use qt_protocol::{Claims, ClientMsg, Role};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::common::{Backend, ChildServer, Client, EVENT, Options, TestServer, http_with, temp_dir, upgrade_status};
+use crate::common::{
+    Backend, ChildServer, Client, EVENT, Options, TestServer, http, http_with, temp_dir, unix_now_s, upgrade_status,
+};
 
-/// One request on its own connection; the whole reply as status, head, body.
+/// One request on its own connection, written out byte for byte (these
+/// tests send what no HTTP client would); the whole reply as status, head,
+/// body.
 async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(request).await.expect("send");
@@ -140,10 +144,8 @@ async fn metrics_are_for_loopback_clients_or_a_token() {
 async fn the_buyer_socket_is_for_buyers_with_tokens_valid_now() {
     let server = TestServer::start(Backend::Memory).await;
     let now = unix_now_s();
-    let mint = |role, iat, nbf| {
-        let claims = Claims { sub: "u-time".into(), role, exp: now + 600, iat, nbf, seller: None };
-        server.auth.mint(&claims, jsonwebtoken::Algorithm::HS256).unwrap()
-    };
+    let mint =
+        |role, iat, nbf| server.mint(&Claims { sub: "u-time".into(), role, exp: now + 600, iat, nbf, seller: None });
     assert_eq!(upgrade_status(server.addr, Some(&mint(Role::Admin, Some(now), None))).await, 403, "admin");
     assert_eq!(
         upgrade_status(server.addr, Some(&mint(Role::Buyer, Some(now), Some(now + 300)))).await,
@@ -154,9 +156,7 @@ async fn the_buyer_socket_is_for_buyers_with_tokens_valid_now() {
     assert_eq!(upgrade_status(server.addr, Some(&mint(Role::Buyer, Some(now), Some(now - 1)))).await, 101, "valid");
     // The same rules on REST.
     let admin = mint(Role::Admin, Some(now), None);
-    let r = crate::common::http(server.addr, "POST", &format!("/api/v1/events/{EVENT}/queue"), Some(&admin), None)
-        .await
-        .unwrap();
+    let r = http(server.addr, "POST", &format!("/api/v1/events/{EVENT}/queue"), Some(&admin), None).await.unwrap();
     assert_shaped(r.status, &r.body, 403, "forbidden", "admin joining a queue");
     server.stop().await;
 }
@@ -183,15 +183,19 @@ async fn a_ping_flood_ends_in_1008() {
     let ws = Client::try_connect(server.addr, Some(&server.buyer_token("pinger"))).await.unwrap();
     let (mut tx, mut rx) = ws.split();
     let started = Instant::now();
+    // A thousand pings a second, fifty times the limit. Flat out, the
+    // flooder also fills both directions' buffers, and the server closing
+    // with pings unread makes the kernel reset the connection, dropping the
+    // close frame still queued behind the pongs (a test artefact, not the
+    // behaviour under test).
     let flood = tokio::spawn(async move {
-        let mut sent = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
         while started.elapsed() < Duration::from_secs(15) {
+            tick.tick().await;
             if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
                 break;
             }
-            sent += 1;
         }
-        sent
     });
     let (code, reason, at) = close_of(&mut rx, Duration::from_secs(15)).await.expect("closed with a close frame");
     assert_eq!(code, CloseCode::Policy);
@@ -203,7 +207,7 @@ async fn a_ping_flood_ends_in_1008() {
     assert_eq!(server.metric("qt_abusive_sockets_closed_total").await, 1.0);
     // Others are still served.
     let mut other = server.buyer("calm").await;
-    assert_eq!(other.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(other.ping().await["type"], "pong");
     server.stop().await;
 }
 
@@ -218,7 +222,7 @@ async fn a_hammering_socket_is_closed_and_a_bursty_one_is_not() {
         let mut tick = tokio::time::interval(Duration::from_micros(6_250));
         while started.elapsed() < Duration::from_secs(15) {
             tick.tick().await;
-            if tx.send(Message::Text(r#"{"type":"ping"}"#.into())).await.is_err() {
+            if tx.send(Message::Text(ClientMsg::Ping.to_frame(None).into())).await.is_err() {
                 break;
             }
         }
@@ -251,7 +255,7 @@ async fn a_hammering_socket_is_closed_and_a_bursty_one_is_not() {
     let mut told = 0;
     for _ in 0..4 {
         for _ in 0..50 {
-            bursty.send(json!({"type": "ping"})).await;
+            bursty.send_msg(&ClientMsg::Ping, None).await;
         }
         let pause = tokio::time::Instant::now() + Duration::from_millis(2_500);
         while let Ok(Some(v)) = tokio::time::timeout_at(pause, bursty.try_recv(Duration::from_secs(5))).await {
@@ -261,7 +265,7 @@ async fn a_hammering_socket_is_closed_and_a_bursty_one_is_not() {
         }
     }
     assert!(told > 0, "bursts over the limit are told so");
-    assert_eq!(bursty.request(json!({"type": "ping"})).await["type"], "pong", "and stay open");
+    assert_eq!(bursty.ping().await["type"], "pong", "and stay open");
     server.stop().await;
 }
 
@@ -297,6 +301,23 @@ async fn still_open(conns: Vec<TcpStream>) -> (Vec<TcpStream>, usize) {
     (open, closed)
 }
 
+/// `still_open` again and again until `done(open, closed)` or `deadline`.
+async fn settle_open(
+    mut open: Vec<TcpStream>,
+    done: impl Fn(usize, usize) -> bool,
+    deadline: Instant,
+) -> (Vec<TcpStream>, usize) {
+    let mut closed = 0;
+    loop {
+        let (still, now_closed) = still_open(open).await;
+        (open, closed) = (still, closed + now_closed);
+        if done(open.len(), closed) || Instant::now() >= deadline {
+            return (open, closed);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn healthz_from(addr: SocketAddr) -> u16 {
     let r = tokio::time::timeout(Duration::from_secs(3), raw(addr, &get("/healthz", ""))).await;
     r.map(|(status, _, _)| status).unwrap_or(0)
@@ -304,7 +325,8 @@ async fn healthz_from(addr: SocketAddr) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_on_a_low_file_limit_is_bounded_and_logged() {
-    let log = temp_dir().join("server.log");
+    let logs = temp_dir();
+    let log = logs.path().join("server.log");
     let mut opts = Options::new(Backend::Memory);
     opts.child_nofile = Some(512);
     opts.child_log = Some(log.clone());
@@ -317,14 +339,15 @@ async fn slow_loris_on_a_low_file_limit_is_bounded_and_logged() {
         conns.extend(half_open(child.addr, IpAddr::from([127, 0, 0, host]), 100).await);
     }
     assert!(opened.elapsed() < Duration::from_secs(3), "opening took {:?}", opened.elapsed());
-    // Refused ones are closed right after accept.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (held, refused) = still_open(conns).await;
+    // Refused ones are closed right after accept: wait until no more than
+    // the cap are open (well before the head time-out frees the rest).
+    let (held, refused) = settle_open(conns, |open, _| open <= 384, opened + Duration::from_secs(3)).await;
     assert!(held.len() <= 384, "held {} connections past the cap", held.len());
     assert!(held.len() >= 300, "held only {}", held.len());
     assert!(refused >= 400, "refused {refused}");
 
     // The head time-out frees them: not before it, and not long after.
+    // Staying open until just before it is what is under test.
     tokio::time::sleep_until((opened + Duration::from_millis(3_500)).into()).await;
     let (held, early) = still_open(held).await;
     assert_eq!(early, 0, "closed before the head time-out");
@@ -336,9 +359,9 @@ async fn slow_loris_on_a_low_file_limit_is_bounded_and_logged() {
     assert_eq!(healthz_from(child.addr).await, 200, "serves again once they are gone");
 
     // Per address: one address cannot take what another needs.
+    let crowded = Instant::now();
     let crowd = half_open(child.addr, IpAddr::from([127, 0, 0, 10]), 150).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (crowd, refused) = still_open(crowd).await;
+    let (crowd, refused) = settle_open(crowd, |_, closed| closed >= 50, crowded + Duration::from_secs(3)).await;
     assert_eq!((crowd.len(), refused), (100, 50));
     assert_eq!(healthz_from(child.addr).await, 200, "other addresses still get in");
     drop(crowd);
@@ -360,12 +383,13 @@ async fn healthz_answers_while_5000_half_open_connections_are_held() {
     for host in 2..=11u8 {
         conns.extend(half_open(child.addr, IpAddr::from([127, 0, 0, host]), 500).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (held, refused) = still_open(conns).await;
-    assert_eq!((held.len(), refused), (5_000, 0), "under every limit");
     let t = Instant::now();
     assert_eq!(healthz_from(child.addr).await, 200);
     assert!(t.elapsed() < Duration::from_secs(2), "healthz took {:?}", t.elapsed());
+    // The server accepts in order, so by now it has taken (or refused) every
+    // one of them; a refused one is closed right after accept.
+    let (held, refused) = still_open(conns).await;
+    assert_eq!((held.len(), refused), (5_000, 0), "under every limit");
     let mut idle = TcpStream::connect(child.addr).await.unwrap();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -408,15 +432,8 @@ async fn a_body_sent_too_slowly_gets_408() {
     let took = sent.elapsed();
     assert_shaped(status, &body, 408, "bad_request", "slow body");
     assert!(took >= Duration::from_millis(1_800) && took < Duration::from_secs(6), "answered after {took:?}");
-    let settings = crate::common::http(
-        server.addr,
-        "GET",
-        &format!("/api/v1/seller/events/{EVENT}/queue"),
-        Some(&server.seller_token("demo")),
-        None,
-    )
-    .await
-    .unwrap();
+    let path = format!("/api/v1/seller/events/{EVENT}/queue");
+    let settings = http(server.addr, "GET", &path, Some(&server.seller_token("demo")), None).await.unwrap();
     assert_eq!(settings.json()["paused"], false, "nothing changed");
     server.stop().await;
 }
@@ -432,6 +449,8 @@ async fn a_client_that_stops_reading_is_dropped() {
     // Far more answer than the kernel buffers hold: hundreds of full maps.
     let one = format!("GET /api/v1/events/{EVENT}/seatmap HTTP/1.1\r\nHost: t\r\n\r\n");
     s.write_all(one.repeat(500).as_bytes()).await.unwrap();
+    // Not reading for five seconds, past the stall time-out, is what is
+    // under test.
     tokio::time::sleep(Duration::from_secs(5)).await;
     // Now read: a dropped connection ends once the buffers are drained; one
     // still served would go on for hundreds of megabytes.

@@ -1,25 +1,25 @@
 //! Identity and access: tokens in every form the spec allows, every way a
 //! token can be wrong, roles, seller scoping, and the operator CLI.
 
+use qt_protocol::{Claims, Role};
 use serde_json::json;
 
-use crate::common::{Backend, Client, EVENT, Options, TestServer, http, temp_dir, upgrade_status};
-use queueticket::auth::{Auth, Claims, Role, unix_now_s};
+use crate::common::{Backend, Client, EVENT, Options, TestServer, claims, http, mint, temp_dir, upgrade_status};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_refused_before_any_socket_exists() {
     let server = TestServer::start(Backend::Memory).await;
-    let forger = Auth::new(b"a-different-secret-entirely", None, None).unwrap();
     assert_eq!(upgrade_status(server.addr, None).await, 401);
     assert_eq!(upgrade_status(server.addr, Some("garbage")).await, 401);
     assert_eq!(upgrade_status(server.addr, Some(&server.expired_token("u"))).await, 401);
-    assert_eq!(upgrade_status(server.addr, Some(&forger.mint_hs("u", Role::Admin, None, 60))).await, 401);
+    let forged = mint(b"a-different-secret-entirely", &claims("u", Role::Admin, 60));
+    assert_eq!(upgrade_status(server.addr, Some(&forged)).await, 401);
     assert_eq!(upgrade_status(server.addr, Some(&server.seller_token("demo"))).await, 403);
     assert_eq!(upgrade_status(server.addr, Some(&server.buyer_token("u"))).await, 101);
     // The header works too (for non-browser clients).
     let mut c = Client::connect_with_header(server.addr, &server.buyer_token("hdr")).await;
     assert_eq!(c.user, "hdr");
-    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(c.ping().await["type"], "pong");
     assert_eq!(server.metric("qt_joins_total").await, 0.0, "nothing happened for the refused ones");
     server.stop().await;
 }
@@ -117,24 +117,14 @@ async fn rs256_tokens_work_with_a_configured_public_key() {
         cfg.jwt_public_key = Some(f.join("rsa_public.pem"));
     };
     let server = TestServer::start_with(opts).await;
-    let signer = Auth::new(
-        b"unused-hs-secret-for-this-test",
-        None,
-        Some(&std::fs::read(fixtures.join("rsa_private.pem")).unwrap()),
-    )
-    .unwrap();
-    let claims = Claims {
-        sub: "rsa-buyer".into(),
-        role: Role::Buyer,
-        exp: unix_now_s() + 60,
-        iat: None,
-        nbf: None,
-        seller: None,
-    };
-    let token = signer.mint(&claims, jsonwebtoken::Algorithm::RS256).unwrap();
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(fixtures.join("rsa_private.pem")).unwrap()).unwrap();
+    let rsa_claims = Claims { iat: None, ..claims("rsa-buyer", Role::Buyer, 60) };
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    let token = jsonwebtoken::encode(&header, &rsa_claims, &key).unwrap();
     let mut c = Client::connect(server.addr, &token).await;
     assert_eq!(c.user, "rsa-buyer");
-    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(c.ping().await["type"], "pong");
     // HS256 with the server secret still works alongside.
     Client::connect(server.addr, &server.buyer_token("hs")).await;
     server.stop().await;
@@ -143,9 +133,10 @@ async fn rs256_tokens_work_with_a_configured_public_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_command_signs_with_the_servers_key_on_the_same_data_dir() {
     let dir = temp_dir();
+    let dir_path = dir.path().to_path_buf();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_queueticket"))
         .args(["token", "--role", "seller", "--sub", "s-1", "--seller", "demo", "--data-dir"])
-        .arg(&dir)
+        .arg(&dir_path)
         .env_remove("QT_JWT_SECRET")
         .output()
         .unwrap();
@@ -153,7 +144,7 @@ async fn the_token_command_signs_with_the_servers_key_on_the_same_data_dir() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     // The command created the data directory's secret; a server on it uses it.
     let mut opts = Options::new(Backend::Memory);
-    opts.data_dir = Some(dir.clone());
+    opts.data_dir = Some(dir);
     opts.secret_from_data_dir = true;
     let server = TestServer::start_with(opts).await;
     let r =
@@ -162,12 +153,12 @@ async fn the_token_command_signs_with_the_servers_key_on_the_same_data_dir() {
     // A seller token without a seller id is refused by the command.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_queueticket"))
         .args(["token", "--role", "seller", "--sub", "s-1", "--data-dir"])
-        .arg(&dir)
+        .arg(&dir_path)
         .output()
         .unwrap();
     assert!(!refused.status.success());
     // And a token the server's harness mints from the same file works too.
     let mut c = server.buyer("cli-buyer").await;
-    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(c.ping().await["type"], "pong");
     server.stop().await;
 }

@@ -17,7 +17,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let backend = crate::common::Backend::redis();
+                    let backend = crate::common::Backend::redis().await;
                     super::$name(backend.clone()).await;
                     if let crate::common::Backend::Redis(prefix) = backend {
                         crate::common::purge_redis(&prefix).await;
@@ -32,6 +32,7 @@ mod cluster;
 mod common;
 mod hardening;
 mod identity;
+mod openapi;
 mod protocol;
 mod seats;
 mod waiting_room;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use qt_protocol::ClientMsg;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -33,9 +34,9 @@ async fn every_malformed_input_gets_its_error_and_the_socket_keeps_working() {
     }
     c.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
     assert_eq!(c.recv().await["code"], "bad_request");
-    let r = c.request(json!({"type": "join", "event": "no-such-event"})).await;
+    let r = c.join("no-such-event").await;
     assert_eq!(r["code"], "not_found");
-    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(c.ping().await["type"], "pong");
     server.stop().await;
 }
 
@@ -50,7 +51,7 @@ async fn an_oversized_frame_closes_that_socket_only() {
         Ended::Closed(Some(frame)) => assert_eq!(frame.code, CloseCode::Policy, "{frame:?}"),
         other => panic!("expected a policy-violation close, got {other:?}"),
     }
-    assert_eq!(bystander.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(bystander.ping().await["type"], "pong");
     // 64 KiB is still allowed.
     let fits = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(60 * 1024));
     bystander.send_raw(Message::Text(fits.into())).await;
@@ -65,7 +66,7 @@ async fn socket_messages_over_the_limit_are_rate_limited_not_fatal() {
     let server = TestServer::start_with(opts).await;
     let mut c = server.buyer("chatty").await;
     for i in 0..30 {
-        c.send(json!({"type": "ping", "req": i})).await;
+        c.send_msg(&ClientMsg::Ping, Some(i)).await;
     }
     let mut limited = 0;
     for _ in 0..30 {
@@ -80,8 +81,10 @@ async fn socket_messages_over_the_limit_are_rate_limited_not_fatal() {
         }
     }
     assert!(limited >= 15, "burst is 10, so most of 30 are limited; got {limited}");
+    // The budget refills with time: the second going by is what is under
+    // test, not a wait for something to happen.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong", "the budget comes back");
+    assert_eq!(c.ping().await["type"], "pong", "the budget comes back");
     server.stop().await;
 }
 
@@ -145,7 +148,7 @@ async fn behind_a_trusted_proxy_limits_apply_per_forwarded_address() {
 async fn shutdown_says_closing_before_it_closes() {
     let server = TestServer::start(Backend::Memory).await;
     let mut c = server.buyer("bye").await;
-    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(c.ping().await["type"], "pong");
     let stopping = tokio::spawn(server.stop());
     let closing = c.recv_type("closing").await;
     assert!(closing["reconnect_after_ms"].as_u64().is_some_and(|ms| ms > 0));

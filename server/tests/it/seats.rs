@@ -3,15 +3,18 @@
 //! node converging on the store's state.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use qt_protocol::frames::HoldExpired;
+use qt_protocol::{ClientMsg, Format, ServerMsg};
 use rdkafka::mocking::MockCluster;
-use serde_json::{Value, json};
-use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use serde_json::json;
 
-use crate::common::{Backend, Client, EVENT, KAFKA_TOPIC, Options, TestServer, Watcher, http, purge_redis, store_map};
+use crate::common::{
+    Backend, Client, EVENT, KAFKA_TOPIC, Options, PgDatabase, TestServer, Watcher, http, now_ms, purge_redis,
+    seed_catalogue, seeded, store_map, time_ms,
+};
 
 on_both_backends!(
     five_hundred_buyers_race_for_ten_seats,
@@ -30,11 +33,7 @@ on_both_backends!(
 /// try the next best instead of being told it is unavailable while
 /// thousands of seats are free.
 async fn concurrent_hold_best_calls_all_get_seats(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({"max_seats_per_buyer": 20})).await;
-    // A catalogue refresh that read the settings just before the patch may
-    // put the old limit back into the node's cache until its next round.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let server = TestServer::start_with(doors_open(&backend, &[("max_seats_per_buyer", 20)]).await).await;
     for round in 0..3 {
         // Round 0: one buyer's eight tabs; then sixteen tabs of four buyers,
         // more racers than a loser has attempts.
@@ -44,9 +43,7 @@ async fn concurrent_hold_best_calls_all_get_seats(backend: Backend) {
             let user = if round == 0 { "tabs".to_string() } else { format!("tabs-{round}-{}", t % 4) };
             tabs.push(admitted_buyer(&server, &user).await);
         }
-        let replies =
-            join_all(tabs.iter_mut().map(|c| c.request(json!({"type": "hold_best", "event": EVENT, "count": 1}))))
-                .await;
+        let replies = join_all(tabs.iter_mut().map(|c| c.hold_best(EVENT, 1))).await;
         let mut seats = BTreeSet::new();
         for r in &replies {
             assert_eq!(r["type"], "held", "round {round}: {r}");
@@ -59,7 +56,7 @@ async fn concurrent_hold_best_calls_all_get_seats(backend: Backend) {
     assert_eq!((store.held().len(), store.version), (40, 40));
     // The one buyer's own view lists all eight.
     let mut tab = server.buyer("tabs").await;
-    tab.request(json!({"type": "watch", "event": EVENT})).await;
+    tab.watch(EVENT).await;
     assert_eq!(tab.recv_type("held").await["seats"].as_array().unwrap().len(), 8);
     server.stop().await;
 }
@@ -68,48 +65,46 @@ async fn concurrent_hold_best_calls_all_get_seats(backend: Backend) {
 /// must not be able to release (or leave with) their seats, nor leave them
 /// a seat that counts against their limit without being held.
 async fn a_buyer_whose_id_prefixes_another_cannot_release_its_seats(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({})).await;
+    let server = TestServer::start_with(doors_open(&backend, &[]).await).await;
     let mut victim = admitted_buyer(&server, "auth0|12345").await;
     assert_eq!(victim.user, "auth0|12345");
-    let held = victim.request(json!({"type": "hold", "event": EVENT, "seats": ["C-3-5"]})).await;
+    let held = victim.hold(EVENT, ["C-3-5"]).await;
     assert_eq!(held["type"], "held", "{held}");
     let mut thief = admitted_buyer(&server, "auth0").await;
-    let r = thief.request(json!({"type": "release", "event": EVENT, "seats": ["C-3-5"]})).await;
+    let r = thief.release(EVENT, ["C-3-5"]).await;
     assert_eq!((r["type"].as_str(), r["seats"].clone()), (Some("released"), json!([])), "{r}");
     assert_eq!(r["version"], 1, "nothing changed: {r}");
     // Leaving releases only the leaver's own holds.
-    assert_eq!(thief.request(json!({"type": "hold", "event": EVENT, "seats": ["C-3-6"]})).await["type"], "held");
-    assert_eq!(thief.request(json!({"type": "leave", "event": EVENT})).await["type"], "left");
+    assert_eq!(thief.hold(EVENT, ["C-3-6"]).await["type"], "held");
+    assert_eq!(thief.leave(EVENT).await["type"], "left");
     let store = store_map(server.addr, EVENT).await;
     assert_eq!(store.held(), BTreeSet::from(["C-3-5".to_string()]), "the victim's seat is still held");
     assert_eq!(store.version, 3, "one hold, the thief's hold and its release");
     // The victim still sees it as its own, with the same expiry.
     let mut tab = server.buyer("auth0|12345").await;
-    tab.request(json!({"type": "watch", "event": EVENT})).await;
+    tab.watch(EVENT).await;
     let own = tab.recv_type("held").await;
     assert_eq!((own["seats"].clone(), own["expires_at"].clone()), (json!(["C-3-5"]), held["expires_at"].clone()));
     // Its count is unaffected: three more fit the limit of 4, a fifth not.
-    let more = victim.request(json!({"type": "hold", "event": EVENT, "seats": ["C-3-7", "C-3-8", "C-3-9"]})).await;
+    let more = victim.hold(EVENT, ["C-3-7", "C-3-8", "C-3-9"]).await;
     assert_eq!(more["type"], "held", "{more}");
-    let r = victim.request(json!({"type": "hold", "event": EVENT, "seats": ["C-3-10"]})).await;
+    let r = victim.hold(EVENT, ["C-3-10"]).await;
     assert_eq!((r["code"].as_str(), r["held"].as_u64()), (Some("hold_limit"), Some(4)), "{r}");
     // And the victim releases its own seats.
-    let r = victim.request(json!({"type": "release", "event": EVENT, "seats": ["C-3-5"]})).await;
+    let r = victim.release(EVENT, ["C-3-5"]).await;
     assert_eq!(r["seats"], json!(["C-3-5"]), "{r}");
     server.stop().await;
 }
 
 async fn a_returning_buyer_learns_its_holds_and_leaving_lets_them_go(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({})).await;
+    let server = TestServer::start_with(doors_open(&backend, &[]).await).await;
     let mut first = admitted_buyer(&server, "returner").await;
-    let held = first.request(json!({"type": "hold", "event": EVENT, "seats": ["C-2-10", "C-2-11"]})).await;
+    let held = first.hold(EVENT, ["C-2-10", "C-2-11"]).await;
     assert_eq!(held["version"], 2, "{held}");
     // Another tab (or the same page after a reload) watches: the snapshot,
     // then the buyer's own holds.
     let mut second = server.buyer("returner").await;
-    let map = second.request(json!({"type": "watch", "event": EVENT})).await;
+    let map = second.watch(EVENT).await;
     assert_eq!(map["type"], "seatmap");
     assert_eq!(map["currency"], "KRW");
     let own = second.recv_type("held").await;
@@ -117,21 +112,24 @@ async fn a_returning_buyer_learns_its_holds_and_leaving_lets_them_go(backend: Ba
     assert_eq!(own["expires_at"], held["expires_at"]);
     // A buyer holding nothing hears nothing of the kind.
     let mut stranger = server.buyer("stranger").await;
-    stranger.request(json!({"type": "watch", "event": EVENT})).await;
+    stranger.watch(EVENT).await;
+    // Silence for a while is what is under test.
     assert!(stranger.try_recv(Duration::from_millis(300)).await.is_none());
     // Leaving gives the seats up with the place.
-    assert_eq!(first.request(json!({"type": "leave", "event": EVENT})).await["type"], "left");
+    assert_eq!(first.leave(EVENT).await["type"], "left");
     assert!(store_map(server.addr, EVENT).await.held().is_empty());
     server.stop().await;
 }
 
-/// Buyers admitted at once, up to `max_seats_per_buyer` each.
-async fn open_the_doors(server: &TestServer, extra: Value) {
-    let mut body = json!({"rate_per_min": 1_000_000, "max_active": 100_000, "max_seats_per_buyer": 4});
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    server.patch_queue(body).await;
+/// Queue settings that admit every buyer at once, up to 4 seats each.
+const DOORS_OPEN: [(&str, i64); 3] = [("rate_per_min", 1_000_000), ("max_active", 100_000), ("max_seats_per_buyer", 4)];
+
+/// Options for a server with the doors open from its first moment, with
+/// `extra` settings on top: they are in its catalogue before it starts
+/// (`seed_catalogue` says why not through a live patch).
+async fn doors_open(backend: &Backend, extra: &[(&str, i64)]) -> Options {
+    let settings: Vec<(&str, i64)> = DOORS_OPEN.iter().chain(extra).copied().collect();
+    seeded(backend, &settings).await
 }
 
 async fn admitted_buyer(server: &TestServer, user: &str) -> Client {
@@ -162,10 +160,12 @@ async fn race(servers: &[&TestServer], buyers: usize) {
         })
         .collect();
     let holds = clients.into_iter().zip(wants.clone()).map(|(mut c, want)| async move {
-        let reply = c.request(json!({"type": "hold", "event": EVENT, "seats": want})).await;
+        let reply = c.hold(EVENT, want).await;
         (c, reply)
     });
-    // Watchers that arrive mid-race get a snapshot consistent with what follows.
+    // Watchers that arrive mid-race get a snapshot consistent with what
+    // follows. The sleep only staggers their arrival into the race; the
+    // property holds whenever they come.
     let late = async {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut late = Vec::new();
@@ -215,22 +215,24 @@ async fn race(servers: &[&TestServer], buyers: usize) {
 }
 
 async fn five_hundred_buyers_race_for_ten_seats(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({})).await;
+    let server = TestServer::start_with(doors_open(&backend, &[]).await).await;
     race(&[&server], 500).await;
     server.stop().await;
 }
 
 /// Two nodes on one Redis, one Postgres and one Kafka (mock) cluster.
-#[sqlx::test(migrations = false)]
-async fn five_hundred_buyers_race_across_two_nodes(_pool: PgPoolOptions, db: PgConnectOptions) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_buyers_race_across_two_nodes() {
     let kafka = MockCluster::new(3).unwrap();
     kafka.create_topic(KAFKA_TOPIC, 6, 1).unwrap();
-    let backend = Backend::redis();
+    let backend = Backend::redis().await;
     let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
+    // Both nodes start from the shared catalogue with the doors open.
+    let db = PgDatabase::create().await;
+    seed_catalogue(&db.url, &DOORS_OPEN).await;
     let node = |name: &str| {
         let mut o = Options::new(backend.clone());
-        o.database_url = Some(db.to_url_lossy().to_string());
+        o.database_url = Some(db.url.clone());
         o.node_id = Some(name.into());
         o.secret = "cluster-secret-0123456789abcdef".into();
         o.kafka = Some(kafka.bootstrap_servers());
@@ -238,13 +240,11 @@ async fn five_hundred_buyers_race_across_two_nodes(_pool: PgPoolOptions, db: PgC
     };
     let a = TestServer::start_with(node("node-a")).await;
     let b = TestServer::start_with(node("node-b")).await;
-    open_the_doors(&a, json!({})).await;
-    // Node B's cached settings catch up within a second.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
     race(&[&a, &b], 500).await;
     a.stop().await;
     b.stop().await;
     purge_redis(&prefix).await;
+    db.finish().await;
 }
 
 /// Kafka goes away and comes back: watchers end up with the store's map.
@@ -252,22 +252,22 @@ async fn five_hundred_buyers_race_across_two_nodes(_pool: PgPoolOptions, db: PgC
 async fn watchers_recover_when_kafka_comes_back() {
     let kafka = MockCluster::new(1).unwrap();
     kafka.create_topic(KAFKA_TOPIC, 3, 1).unwrap();
-    let backend = Backend::redis();
+    let backend = Backend::redis().await;
     let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
-    let mut opts = Options::new(backend.clone());
+    let mut opts = doors_open(&backend, &[]).await;
     opts.kafka = Some(kafka.bootstrap_servers());
     let server = TestServer::start_with(opts).await;
-    open_the_doors(&server, json!({})).await;
     let mut watcher = Watcher::start(server.buyer("w").await, EVENT).await;
     let mut buyer = admitted_buyer(&server, "kb").await;
-    assert_eq!(buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await["type"], "held");
+    assert_eq!(buyer.hold(EVENT, ["A-1-1"]).await["type"], "held");
     watcher.settle(EVENT, &store_map(server.addr, EVENT).await, Duration::from_secs(15)).await;
 
     kafka.broker_down(1).unwrap();
     for seat in ["A-1-2", "A-1-3"] {
-        assert_eq!(buyer.request(json!({"type": "hold", "event": EVENT, "seats": [seat]})).await["type"], "held");
+        assert_eq!(buyer.hold(EVENT, [seat]).await["type"], "held");
     }
-    assert_eq!(buyer.request(json!({"type": "release", "event": EVENT, "seats": ["A-1-1"]})).await["type"], "released");
+    assert_eq!(buyer.release(EVENT, ["A-1-1"]).await["type"], "released");
+    // The outage lasts a while: its length is what is under test.
     tokio::time::sleep(Duration::from_secs(2)).await;
     kafka.broker_up(1).unwrap();
     let store = store_map(server.addr, EVENT).await;
@@ -278,17 +278,33 @@ async fn watchers_recover_when_kafka_comes_back() {
 }
 
 async fn holds_expire_on_the_server_clock_and_everyone_sees_it(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({"hold_s": 10})).await;
+    const HOLD_S: u64 = 10;
+    let server = TestServer::start_with(doors_open(&backend, &[("hold_s", HOLD_S as i64)]).await).await;
     let mut watcher = Watcher::start(server.buyer("ew").await, EVENT).await;
     let mut buyer = admitted_buyer(&server, "eb").await;
-    let held = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["B-2-5", "B-2-6"]})).await;
+    let (asked, asked_ms) = (Instant::now(), now_ms());
+    let held = buyer.hold(EVENT, ["B-2-5", "B-2-6"]).await;
     assert_eq!(held["type"], "held", "{held}");
+    // The hold ends `hold_s` after the server took it: between asking and
+    // hearing back (50 ms for the server's monotonic clock against ours).
+    let expires = time_ms(&held["expires_at"]);
+    let hold_ms = HOLD_S as i64 * 1_000;
+    assert!(expires >= asked_ms + hold_ms - 50 && expires <= now_ms() + hold_ms + 50, "{held}");
     watcher.settle(EVENT, &store_map(server.addr, EVENT).await, Duration::from_secs(5)).await;
     assert_eq!(watcher.map.held().len(), 2);
-    let expired = buyer.recv_type_within("hold_expired", Duration::from_secs(15)).await;
-    assert_eq!(expired["event"], EVENT);
-    let mut seats: Vec<String> = serde_json::from_value(expired["seats"].clone()).unwrap();
+    let ServerMsg::HoldExpired(HoldExpired { event, mut seats }) =
+        buyer.recv_msg_within("hold_expired", Duration::from_secs(15)).await
+    else {
+        unreachable!("recv_msg_within returns the kind asked for")
+    };
+    // Not released before `hold_s` is over, nor long after (the wait above).
+    let after = asked.elapsed();
+    assert!(
+        after >= Duration::from_millis(hold_ms as u64 - 50),
+        "released {after:?} after the hold, before {HOLD_S} s"
+    );
+    assert!(now_ms() >= expires - 50, "released {} ms before expires_at", expires - now_ms());
+    assert_eq!(event, EVENT);
     seats.sort();
     assert_eq!(seats, vec!["B-2-5", "B-2-6"]);
     let store = store_map(server.addr, EVENT).await;
@@ -296,33 +312,41 @@ async fn holds_expire_on_the_server_clock_and_everyone_sees_it(backend: Backend)
     watcher.settle(EVENT, &store, Duration::from_secs(5)).await;
     assert_eq!(watcher.map.status["B-2-5"], "free");
     // The seats can be held again.
-    assert_eq!(buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["B-2-5"]})).await["type"], "held");
+    assert_eq!(buyer.hold(EVENT, ["B-2-5"]).await["type"], "held");
     server.stop().await;
 }
 
 async fn the_end_of_the_window_releases_its_holds(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({"window_s": 10})).await;
+    let server = TestServer::start_with(doors_open(&backend, &[("window_s", 10)]).await).await;
     let mut watcher = Watcher::start(server.buyer("ww").await, EVENT).await;
-    let mut buyer = admitted_buyer(&server, "wb").await;
-    let held = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["D-5-1"]})).await;
+    let mut buyer = server.buyer("wb").await;
+    let admitted = buyer.join(EVENT).await;
+    assert_eq!(admitted["type"], "admitted", "{admitted}");
+    let window_end = time_ms(&admitted["expires_at"]);
+    let held = buyer.hold(EVENT, ["D-5-1"]).await;
     assert_eq!(held["type"], "held");
     let expired = buyer.recv_type_within("hold_expired", Duration::from_secs(15)).await;
     assert_eq!(expired["seats"], json!(["D-5-1"]));
+    // Released with the window's end, not before it.
+    assert!(now_ms() >= window_end - 50, "released {} ms before the window ended", window_end - now_ms());
     let store = store_map(server.addr, EVENT).await;
     assert!(store.held().is_empty());
     watcher.settle(EVENT, &store, Duration::from_secs(5)).await;
-    let r = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["D-5-1"]})).await;
+    let r = buyer.hold(EVENT, ["D-5-1"]).await;
     assert_eq!(r["code"], "not_admitted", "the window is over: {r}");
     server.stop().await;
 }
 
+/// A `hold_best` for a tier or a section.
+fn best_of(count: u32, tier: Option<&str>, section: Option<&str>) -> ClientMsg {
+    ClientMsg::HoldBest { event: EVENT.into(), count, tier: tier.map(Into::into), section: section.map(Into::into) }
+}
+
 async fn hold_best_finds_adjacent_seats_near_the_stage(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({"max_seats_per_buyer": 6})).await;
+    let server = TestServer::start_with(doors_open(&backend, &[("max_seats_per_buyer", 6)]).await).await;
     let layout = store_map(server.addr, EVENT).await;
     let mut buyer = admitted_buyer(&server, "best").await;
-    let held = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 4})).await;
+    let held = buyer.hold_best(EVENT, 4).await;
     assert_eq!(held["type"], "held", "{held}");
     let seats: Vec<String> = serde_json::from_value(held["seats"].clone()).unwrap();
     assert_eq!(seats.len(), 4);
@@ -335,36 +359,36 @@ async fn hold_best_finds_adjacent_seats_near_the_stage(backend: Backend) {
     assert!(layout.status.contains_key(&seats[0]));
     // By tier: the demo's cheapest tier sits at the back.
     let mut other = admitted_buyer(&server, "best-a").await;
-    let cheap = other.request(json!({"type": "hold_best", "event": EVENT, "count": 2, "tier": "a"})).await;
+    let cheap = other.ask(best_of(2, Some("a"), None)).await;
     assert_eq!(cheap["type"], "held", "{cheap}");
     for s in cheap["seats"].as_array().unwrap() {
         let row: u32 = s.as_str().unwrap().split('-').nth(1).unwrap().parse().unwrap();
         assert!(row >= 15, "tier a is rows 15–20: {s}");
     }
-    let section = other.request(json!({"type": "hold_best", "event": EVENT, "count": 1, "section": "E"})).await;
+    let section = other.ask(best_of(1, None, Some("E"))).await;
     assert!(section["seats"][0].as_str().unwrap().starts_with("E-"), "{section}");
     for (count, code) in [(0, "bad_request"), (5_000, "bad_request"), (7, "hold_limit")] {
-        let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": count})).await;
+        let r = buyer.hold_best(EVENT, count).await;
         assert_eq!(r["code"], code, "count {count}: {r}");
     }
     // A tier or section the event does not have is a mistake, not a sell-out.
-    let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 2, "tier": "no-such-tier"})).await;
+    let r = buyer.ask(best_of(2, Some("no-such-tier"), None)).await;
     assert_eq!(r["code"], "bad_request", "{r}");
     assert!(r["message"].as_str().unwrap().contains("no-such-tier"), "names the tier: {r}");
-    let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 2, "section": "Q"})).await;
+    let r = buyer.ask(best_of(2, None, Some("Q"))).await;
     assert_eq!(r["code"], "bad_request", "{r}");
     assert!(r["message"].as_str().unwrap().contains("section"), "{r}");
     // The limit counts what is already held: 4 + 3 > 6.
-    let r = buyer.request(json!({"type": "hold_best", "event": EVENT, "count": 3})).await;
+    let r = buyer.hold_best(EVENT, 3).await;
     assert_eq!(r["code"], "hold_limit", "{r}");
     server.stop().await;
 }
 
 async fn bad_hold_requests_change_nothing(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({})).await;
+    let server = TestServer::start_with(doors_open(&backend, &[]).await).await;
     let mut watcher = Watcher::start(server.buyer("bw").await, EVENT).await;
     let mut buyer = admitted_buyer(&server, "bad").await;
+    // As JSON: some of these the wire types could not even build.
     let cases = [
         (json!({"seats": ["Z-9-99"]}), "not_found"),
         (json!({"seats": ["A-1-1", "nope"]}), "not_found"),
@@ -382,19 +406,16 @@ async fn bad_hold_requests_change_nothing(backend: Backend) {
         let r = buyer.request(msg.clone()).await;
         assert_eq!(r["code"], code, "{msg} → {r}");
     }
-    let r = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["Z-9-99"]})).await;
+    let r = buyer.hold(EVENT, ["Z-9-99"]).await;
     assert_eq!(r["seats"], json!(["Z-9-99"]), "the unknown seat is named");
-    let r = buyer.request(json!({"type": "hold", "event": "other-event", "seats": ["A-1-1"]})).await;
+    let r = buyer.hold("other-event", ["A-1-1"]).await;
     assert_eq!(r["code"], "not_found");
     let store = store_map(server.addr, EVENT).await;
     assert_eq!(store.version, 0, "nothing changed");
     assert!(store.held().is_empty());
     // Over the limit across requests: 3 then 2 more of 4.
-    assert_eq!(
-        buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["A-2-1", "A-2-2", "A-2-3"]})).await["type"],
-        "held"
-    );
-    let r = buyer.request(json!({"type": "hold", "event": EVENT, "seats": ["A-2-4", "A-2-5"]})).await;
+    assert_eq!(buyer.hold(EVENT, ["A-2-1", "A-2-2", "A-2-3"]).await["type"], "held");
+    let r = buyer.hold(EVENT, ["A-2-4", "A-2-5"]).await;
     assert_eq!(r["code"], "hold_limit", "{r}");
     assert_eq!((r["max"].as_u64(), r["held"].as_u64()), (Some(4), Some(3)), "{r}");
     assert_eq!(store_map(server.addr, EVENT).await.version, 3);
@@ -404,34 +425,28 @@ async fn bad_hold_requests_change_nothing(backend: Backend) {
 }
 
 async fn only_the_holder_releases_and_watchers_come_and_go(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    open_the_doors(&server, json!({})).await;
+    let server = TestServer::start_with(doors_open(&backend, &[]).await).await;
     // Anyone may watch, waiting or not.
     let mut watcher = Watcher::start(server.buyer("rw").await, EVENT).await;
     let mut owner = admitted_buyer(&server, "owner").await;
     let mut thief = admitted_buyer(&server, "thief").await;
-    assert_eq!(
-        owner.request(json!({"type": "hold", "event": EVENT, "seats": ["E-1-1", "E-1-2"]})).await["type"],
-        "held"
-    );
-    let r = thief.request(json!({"type": "release", "event": EVENT, "seats": ["E-1-1"]})).await;
+    assert_eq!(owner.hold(EVENT, ["E-1-1", "E-1-2"]).await["type"], "held");
+    let r = thief.release(EVENT, ["E-1-1"]).await;
     assert_eq!((r["type"].as_str(), r["seats"].clone()), (Some("released"), json!([])), "nothing of theirs to release");
-    let r = owner.request(json!({"type": "release", "event": EVENT, "seats": ["E-1-2"]})).await;
+    let r = owner.release(EVENT, ["E-1-2"]).await;
     assert_eq!(r["seats"], json!(["E-1-2"]));
     assert_eq!(r["version"], 3, "two held, one released");
     let store = store_map(server.addr, EVENT).await;
     assert_eq!(store.held(), BTreeSet::from(["E-1-1".to_string()]));
     watcher.settle(EVENT, &store, Duration::from_secs(5)).await;
     // Unwatch: no more diffs.
-    let r = watcher.client.request(json!({"type": "unwatch", "event": EVENT})).await;
+    let r = watcher.client.unwatch(EVENT).await;
     assert_eq!(r["type"], "unwatched");
-    assert_eq!(
-        owner.request(json!({"type": "release", "event": EVENT, "seats": ["E-1-1"]})).await["seats"],
-        json!(["E-1-1"])
-    );
+    assert_eq!(owner.release(EVENT, ["E-1-1"]).await["seats"], json!(["E-1-1"]));
+    // Silence for a while is what is under test.
     assert!(watcher.client.try_recv(Duration::from_millis(500)).await.is_none(), "no diffs after unwatch");
     // The compact form agrees with the full one.
-    let compact = watcher.client.request(json!({"type": "watch", "event": EVENT, "format": "compact"})).await;
+    let compact = watcher.client.ask(ClientMsg::Watch { event: EVENT.into(), format: Format::Compact }).await;
     assert_eq!(compact["format"], "compact");
     assert_eq!(compact["version"].as_u64(), Some(store_map(server.addr, EVENT).await.version));
     assert!(compact["status"].as_str().unwrap().chars().all(|c| c == 'f'));
@@ -448,10 +463,9 @@ async fn a_watcher_that_stops_reading_never_holds_back_the_others() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
 
-    let mut opts = Options::new(Backend::Memory);
+    let mut opts = doors_open(&Backend::Memory, &[("max_seats_per_buyer", 8)]).await;
     opts.tweak = |cfg| cfg.ws_msgs_per_s = 1_000;
     let server = TestServer::start_with(opts).await;
-    open_the_doors(&server, json!({"max_seats_per_buyer": 8})).await;
     // A tiny receive window, the full 2,400-seat map (230 KB) asked for a
     // few times — more than the kernel buffers hold — and never read.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -460,7 +474,8 @@ async fn a_watcher_that_stops_reading_never_holds_back_the_others() {
     let url = format!("ws://{}/ws?token={}", server.addr, server.buyer_token("stalled"));
     let (mut stalled, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
     for _ in 0..6 {
-        stalled.send(Message::Text(json!({"type": "watch", "event": EVENT}).to_string().into())).await.unwrap();
+        let watch = ClientMsg::Watch { event: EVENT.into(), format: Format::Full };
+        stalled.send(Message::Text(watch.to_frame(None).into())).await.unwrap();
     }
 
     let mut healthy = Watcher::start(server.buyer("healthy").await, EVENT).await;
@@ -471,11 +486,8 @@ async fn a_watcher_that_stops_reading_never_holds_back_the_others() {
     for round in 0..20 {
         for (b, buyer) in buyers.iter_mut().enumerate() {
             let seats: Vec<String> = (1..=4).map(|n| format!("B-{}-{}", b + 1, (round % 5) * 4 + n)).collect();
-            assert_eq!(buyer.request(json!({"type": "hold", "event": EVENT, "seats": seats})).await["type"], "held");
-            assert_eq!(
-                buyer.request(json!({"type": "release", "event": EVENT, "seats": seats})).await["type"],
-                "released"
-            );
+            assert_eq!(buyer.hold(EVENT, &seats).await["type"], "held");
+            assert_eq!(buyer.release(EVENT, &seats).await["type"], "released");
         }
     }
     let store = store_map(server.addr, EVENT).await;

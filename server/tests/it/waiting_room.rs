@@ -3,13 +3,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use queueticket::store::sql::SqlStore;
+use qt_protocol::ClientMsg;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
 
-use crate::common::{Backend, Client, EVENT, Options, REDIS_URL, TestServer, http, position, purge_redis, temp_dir};
+use crate::common::{
+    Backend, Client, EVENT, Options, REDIS_URL, TestServer, http, now_ms, position, purge_redis, seeded, time_ms,
+};
 
 on_both_backends!(
     thousand_buyers_get_distinct_places_and_are_admitted_in_order_at_the_rate,
@@ -26,9 +26,8 @@ on_both_backends!(
     a_buyer_admitted_at_once_hears_the_window_end,
 );
 
-fn until_ms(admitted: &serde_json::Value) -> i64 {
-    let at = admitted["expires_at"].as_str().expect("expires_at");
-    (OffsetDateTime::parse(at, &Rfc3339).expect("RFC 3339").unix_timestamp_nanos() / 1_000_000) as i64
+fn until_ms(admitted: &Value) -> i64 {
+    time_ms(&admitted["expires_at"])
 }
 
 async fn thousand_buyers_get_distinct_places_and_are_admitted_in_order_at_the_rate(backend: Backend) {
@@ -42,7 +41,7 @@ async fn thousand_buyers_get_distinct_places_and_are_admitted_in_order_at_the_ra
     }
     // Everyone joins at once.
     for c in &mut clients {
-        c.send(json!({"type": "join", "event": EVENT, "req": 1})).await;
+        c.send_msg(&ClientMsg::Join { event: EVENT.into() }, Some(1)).await;
     }
     let (pushed_tx, mut pushed_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::with_capacity(N);
@@ -137,6 +136,8 @@ async fn a_short_disconnect_keeps_the_place_and_a_long_one_loses_it(backend: Bac
 
     // a drops and comes back within the grace (to any node): same place.
     a.close().await;
+    // Away for two seconds, well within the grace: the absence is what is
+    // under test, not a wait for something to happen.
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     let mut a = server.buyer("ga").await;
     assert_eq!(position(&a.join(EVENT).await), 2);
@@ -167,17 +168,17 @@ async fn hold_without_a_pass_is_not_admitted(backend: Backend) {
     server.patch_queue(json!({"paused": true})).await;
     let mut c = server.buyer("nopass").await;
     // Never joined.
-    let r = c.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
+    let r = c.hold(EVENT, ["A-1-1"]).await;
     assert_eq!(r["type"], "error");
     assert_eq!(r["code"], "not_admitted");
     // Waiting, not admitted.
     c.join(EVENT).await;
     for msg in [
-        json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]}),
-        json!({"type": "hold_best", "event": EVENT, "count": 2}),
-        json!({"type": "checkout", "event": EVENT}),
+        ClientMsg::Hold { event: EVENT.into(), seats: vec!["A-1-1".into()] },
+        ClientMsg::HoldBest { event: EVENT.into(), count: 2, tier: None, section: None },
+        ClientMsg::Checkout { event: EVENT.into(), coupon: None },
     ] {
-        let r = c.request(msg).await;
+        let r = c.ask(msg).await;
         assert_eq!(r["code"], "not_admitted", "{r}");
     }
     server.stop().await;
@@ -197,7 +198,9 @@ async fn rest_pollers_get_the_same_answers_as_sockets(backend: Backend) {
         assert!(joined[key].is_u64(), "{key} in {joined}");
     }
     assert_eq!(position(&http(server.addr, "POST", &path, Some(&idle), None).await.unwrap().json()), 3);
-    // Polling keeps the place the way an open socket does; not polling loses it.
+    // Polling keeps the place the way an open socket does; not polling loses
+    // it. The polls are spread over eight seconds, past the grace: the time
+    // going by is what is under test.
     for _ in 0..16 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let polled = http(server.addr, "GET", &path, Some(&poller), None).await.unwrap();
@@ -231,7 +234,7 @@ async fn admitted_at_once_without_pressure_with_a_bound_pass(backend: Backend) {
     let pass = r["pass"].as_str().unwrap();
     server.auth.verify_pass(pass, "quick", EVENT).expect("pass bound to buyer and event");
     assert!(server.auth.verify_pass(pass, "someone-else", EVENT).is_err());
-    let remaining = until_ms(&r) - OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let remaining = until_ms(&r) - now_ms();
     assert!((590_000..=601_000).contains(&remaining), "window of the demo's 600 s, got {remaining} ms");
     // Joining again (any tab) returns the same admission.
     let again = server.buyer("quick").await.join(EVENT).await;
@@ -249,7 +252,7 @@ async fn leaving_gives_the_place_up_everywhere(backend: Backend) {
     assert_eq!(position(&first_tab.join(EVENT).await), 1);
     assert_eq!(position(&second_tab.join(EVENT).await), 1);
     assert_eq!(position(&behind.join(EVENT).await), 2);
-    let left = first_tab.request(json!({"type": "leave", "event": EVENT})).await;
+    let left = first_tab.leave(EVENT).await;
     assert_eq!(left["type"], "left");
     let other = second_tab.recv_type("left").await;
     assert_eq!(other["event"], EVENT);
@@ -286,41 +289,22 @@ async fn a_window_ends_and_frees_its_slot(backend: Backend) {
     let waited = started.elapsed();
     assert!(waited >= Duration::from_secs(8), "admitted after {waited:?}, before the window ended");
     assert!(until_ms(&next) >= until_ms(&admitted) + 9_000);
-    let r = first.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
+    let r = first.hold(EVENT, ["A-1-1"]).await;
     assert_eq!(r["code"], "not_admitted", "the ended window no longer admits: {r}");
     server.stop().await;
 }
 
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// Options for a server whose catalogue is a fresh SQLite database seeded
-/// with the demo event and then given what the seller API does not offer:
-/// an on-sale time `on_sale_in_ms` from now, and windows shorter than 10 s.
-/// Every node starts its waiting room from the SQL record.
-async fn seeded(backend: &Backend, on_sale_in_ms: i64, window_s: u32) -> Options {
-    let url = format!("sqlite://{}?mode=rwc", temp_dir().join("catalog.db").display());
-    let store = SqlStore::connect(&url).await.expect("sqlite catalogue");
-    assert!(store.seed_demo(now_ms()).await.expect("seed"), "a fresh database is seeded");
-    store.close().await;
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite");
-    sqlx::query("UPDATE events SET on_sale_at_ms = $1, window_s = $2 WHERE id = $3")
-        .bind(now_ms() + on_sale_in_ms)
-        .bind(i64::from(window_s))
-        .bind(EVENT)
-        .execute(&pool)
-        .await
-        .expect("demo settings");
-    pool.close().await;
-    let mut opts = Options::new(backend.clone());
-    opts.database_url = Some(url);
-    opts
+/// Options for a server whose catalogue gives the demo event what the
+/// seller API does not offer: an on-sale time `on_sale_in_ms` from now, and
+/// windows shorter than 10 s. Every node starts its waiting room from the
+/// SQL record.
+async fn on_sale(backend: &Backend, on_sale_in_ms: i64, window_s: u32) -> Options {
+    seeded(backend, &[("on_sale_at_ms", now_ms() + on_sale_in_ms), ("window_s", i64::from(window_s))]).await
 }
 
 async fn the_eta_before_the_on_sale_counts_from_the_on_sale(backend: Backend) {
     const HOUR_S: u64 = 3_600;
-    let server = TestServer::start_with(seeded(&backend, HOUR_S as i64 * 1_000, 600).await).await;
+    let server = TestServer::start_with(on_sale(&backend, HOUR_S as i64 * 1_000, 600).await).await;
     let check = |v: &Value| {
         let (eta, low, high) = (v["eta_s"].as_u64(), v["eta_low_s"].as_u64(), v["eta_high_s"].as_u64());
         let (Some(eta), Some(low), Some(high)) = (eta, low, high) else { panic!("ETA band in {v}") };
@@ -376,7 +360,7 @@ fn assert_window_ended(left: &Value, until: i64) {
 const WINDOW_S: u32 = 3;
 
 async fn the_end_of_a_window_is_pushed_to_the_buyer(backend: Backend) {
-    let server = TestServer::start_with(seeded(&backend, -1_000, WINDOW_S).await).await;
+    let server = TestServer::start_with(on_sale(&backend, -1_000, WINDOW_S).await).await;
     server.patch_queue(json!({"paused": true})).await;
     let mut c = server.buyer("shopper").await;
     assert_eq!(position(&c.join(EVENT).await), 1);
@@ -389,7 +373,7 @@ async fn the_end_of_a_window_is_pushed_to_the_buyer(backend: Backend) {
     assert_window_ended(&left, until);
     assert!(before.is_empty(), "nothing else came first: {before:?}");
     assert!(c.try_recv(Duration::from_millis(800)).await.is_none(), "told once");
-    let r = c.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
+    let r = c.hold(EVENT, ["A-1-1"]).await;
     assert_eq!(r["code"], "not_admitted", "{r}");
     // Joining again is a new place, and its window ends the same way.
     let again = c.join(EVENT).await;
@@ -398,7 +382,7 @@ async fn the_end_of_a_window_is_pushed_to_the_buyer(backend: Backend) {
 }
 
 async fn a_buyer_admitted_at_once_hears_the_window_end(backend: Backend) {
-    let server = TestServer::start_with(seeded(&backend, -1_000, WINDOW_S).await).await;
+    let server = TestServer::start_with(on_sale(&backend, -1_000, WINDOW_S).await).await;
     let mut c = server.buyer("quick").await;
     let admitted = c.join(EVENT).await;
     assert_eq!(admitted["type"], "admitted", "nobody waits: admitted at once: {admitted}");
@@ -416,7 +400,7 @@ async fn a_buyer_admitted_at_once_hears_the_window_end(backend: Backend) {
 }
 
 async fn every_tab_of_the_buyer_hears_the_window_end(backend: Backend) {
-    let server = TestServer::start_with(seeded(&backend, -1_000, WINDOW_S).await).await;
+    let server = TestServer::start_with(on_sale(&backend, -1_000, WINDOW_S).await).await;
     server.patch_queue(json!({"paused": true})).await;
     let mut first_tab = server.buyer("two-tabs").await;
     let mut second_tab = server.buyer("two-tabs").await;
@@ -426,7 +410,7 @@ async fn every_tab_of_the_buyer_hears_the_window_end(backend: Backend) {
     let until = until_ms(&first_tab.recv_type("admitted").await);
     assert_eq!(until_ms(&second_tab.recv_type("admitted").await), until);
     // One tab holds a seat: its hold ends with the window as well.
-    let held = first_tab.request(json!({"type": "hold", "event": EVENT, "seats": ["A-1-1"]})).await;
+    let held = first_tab.hold(EVENT, ["A-1-1"]).await;
     assert_eq!(held["type"], "held", "{held}");
     let within = Duration::from_secs(u64::from(WINDOW_S) + 5);
     for tab in [&mut first_tab, &mut second_tab] {
@@ -460,7 +444,7 @@ async fn lease_holder(prefix: &str) -> Option<String> {
 /// window's end reaches the socket through its node's status refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_window_ended_by_another_nodes_admitter_is_pushed() {
-    let backend = Backend::redis();
+    let backend = Backend::redis().await;
     let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
     let secret = format!("window-secret-{:032x}", rand::random::<u128>());
     let node = |name: &str, mut opts: Options| {
@@ -468,13 +452,13 @@ async fn redis_a_window_ended_by_another_nodes_admitter_is_pushed() {
         opts.secret = secret.clone();
         opts
     };
-    let admitter = TestServer::start_with(node("node-admits", seeded(&backend, -1_000, WINDOW_S).await)).await;
+    let admitter = TestServer::start_with(node("node-admits", on_sale(&backend, -1_000, WINDOW_S).await)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while lease_holder(&prefix).await.as_deref() != Some("node-admits") {
         assert!(tokio::time::Instant::now() < deadline, "the first node never took the lease");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let other = TestServer::start_with(node("node-serves", seeded(&backend, -1_000, WINDOW_S).await)).await;
+    let other = TestServer::start_with(node("node-serves", on_sale(&backend, -1_000, WINDOW_S).await)).await;
     admitter.patch_queue(json!({"paused": true})).await;
     let mut c = other.buyer("remote").await;
     assert_eq!(position(&c.join(EVENT).await), 1);

@@ -1,36 +1,66 @@
-//! The one contract every seat-store adapter must pass.
+//! The one contract every seat-store adapter must pass. Each scenario is
+//! its own test per adapter (`seat_store_contract!`), on a fresh store, so
+//! the first failure does not hide the rest.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 
 use futures_util::future::join_all;
 
+use super::memory::MemorySeatStore;
+use super::redis::RedisSeatStore;
 use super::{Cause, HoldRefused, LOG_START, SeatStore};
 use crate::domain::seats::SeatStatus;
+use crate::store::waiting::contract::{REDIS_URL, require_redis};
 
 const EVENT: &str = "e-seats";
 const T0: i64 = 1_700_000_000_000;
 
-fn seats(ids: &[&str]) -> Vec<String> {
-    ids.iter().map(|s| s.to_string()).collect()
+/// One `#[tokio::test]` per scenario, each on a fresh store from `$make`
+/// (an expression whose value is a future of the store). An adapter passes
+/// the contract when every one of them passes.
+macro_rules! seat_store_contract {
+    ($make:expr) => {
+        $crate::store::seats::contract::seat_store_contract!(@each $make;
+            holds_are_all_or_nothing,
+            the_per_buyer_limit_counts_what_is_held,
+            only_the_holder_releases,
+            expiry_frees_seats_once,
+            window_end_releases_everything_held,
+            the_log_and_versions_tell_every_change_in_order,
+            racing_buyers_never_share_a_seat,
+            a_user_id_that_is_a_prefix_of_another_frees_nothing_of_it,
+            odd_ids_round_trip_whole_through_holds_expiry_and_the_log,
+            hold_limits_count_per_whole_user_id,
+        );
+    };
+    (@each $make:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $scenario() {
+                $crate::store::seats::contract::$scenario($make.await).await;
+            }
+        )*
+    };
+}
+pub(crate) use seat_store_contract;
+
+mod memory {
+    super::seat_store_contract!(async { super::MemorySeatStore::new() });
 }
 
-pub async fn run_all<S, F, Fut>(make: F)
-where
-    S: SeatStore,
-    F: Fn() -> Fut,
-    Fut: Future<Output = S>,
-{
-    holds_are_all_or_nothing(make().await).await;
-    the_per_buyer_limit_counts_what_is_held(make().await).await;
-    only_the_holder_releases(make().await).await;
-    expiry_frees_seats_once(make().await).await;
-    window_end_releases_everything_held(make().await).await;
-    the_log_and_versions_tell_every_change_in_order(make().await).await;
-    racing_buyers_never_share_a_seat(make().await).await;
-    a_user_id_that_is_a_prefix_of_another_frees_nothing_of_it(make().await).await;
-    odd_ids_round_trip_whole_through_holds_expiry_and_the_log(make().await).await;
-    hold_limits_count_per_whole_user_id(make().await).await;
+mod redis {
+    super::seat_store_contract!(super::redis_store());
+}
+
+/// A Redis store under a random key prefix, so parallel tests never meet.
+async fn redis_store() -> RedisSeatStore {
+    require_redis().await;
+    let prefix = format!("qt-test-{:016x}", rand::random::<u64>());
+    RedisSeatStore::connect(REDIS_URL, &prefix).await.expect("a Redis connection")
+}
+
+fn seats(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
 }
 
 /// User ids as identity providers issue them, and ones made of every
@@ -52,7 +82,7 @@ const ODD_USERS: [&str; 10] = [
 /// Seat ids with the same separators.
 const ODD_SEATS: [&str; 10] = ["A,1", "B|2", "{c}:3", "d e", "q\"\\", "ü|,:{}", "h", "x,y,z", "5", "[\"j\"]"];
 
-async fn holds_are_all_or_nothing<S: SeatStore>(s: S) {
+pub async fn holds_are_all_or_nothing<S: SeatStore>(s: S) {
     let a = s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 600_000, 8).await.unwrap().unwrap();
     assert_eq!(a.version, 2);
     assert_eq!(a.expires_ms, T0 + 600_000);
@@ -76,7 +106,7 @@ async fn holds_are_all_or_nothing<S: SeatStore>(s: S) {
     assert_eq!(taken, ["1", "2", "3", "4"].iter().map(|i| (i.to_string(), SeatStatus::Held)).collect::<Vec<_>>());
 }
 
-async fn the_per_buyer_limit_counts_what_is_held<S: SeatStore>(s: S) {
+pub async fn the_per_buyer_limit_counts_what_is_held<S: SeatStore>(s: S) {
     s.hold(EVENT, "a", &seats(&["1", "2", "3"]), T0 + 1_000, 4).await.unwrap().unwrap();
     assert_eq!(
         s.hold(EVENT, "a", &seats(&["4", "5"]), T0 + 1_000, 4).await.unwrap(),
@@ -90,7 +120,7 @@ async fn the_per_buyer_limit_counts_what_is_held<S: SeatStore>(s: S) {
     );
 }
 
-async fn only_the_holder_releases<S: SeatStore>(s: S) {
+pub async fn only_the_holder_releases<S: SeatStore>(s: S) {
     s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
     let nothing = s.release(EVENT, "b", &seats(&["1", "2"])).await.unwrap();
     assert_eq!((nothing.seats.len(), nothing.version), (0, 2), "nothing released, version unchanged");
@@ -101,7 +131,7 @@ async fn only_the_holder_releases<S: SeatStore>(s: S) {
     assert!(s.hold(EVENT, "b", &seats(&["2"]), T0 + 1_000, 8).await.unwrap().is_ok());
 }
 
-async fn expiry_frees_seats_once<S: SeatStore>(s: S) {
+pub async fn expiry_frees_seats_once<S: SeatStore>(s: S) {
     s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
     s.hold(EVENT, "b", &seats(&["3"]), T0 + 2_000, 8).await.unwrap().unwrap();
     assert!(s.expire(EVENT, T0 + 999, 100).await.unwrap().is_empty());
@@ -129,7 +159,7 @@ async fn expiry_frees_seats_once<S: SeatStore>(s: S) {
     assert_eq!(&*left[0].0, "b");
 }
 
-async fn window_end_releases_everything_held<S: SeatStore>(s: S) {
+pub async fn window_end_releases_everything_held<S: SeatStore>(s: S) {
     s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
     s.hold(EVENT, "a", &seats(&["7"]), T0 + 2_000, 8).await.unwrap().unwrap();
     s.hold(EVENT, "b", &seats(&["3"]), T0 + 2_000, 8).await.unwrap().unwrap();
@@ -143,7 +173,7 @@ async fn window_end_releases_everything_held<S: SeatStore>(s: S) {
     assert_eq!((last.cause, last.status, last.user.as_str()), (Cause::WindowEnded, SeatStatus::Free, "a"));
 }
 
-async fn the_log_and_versions_tell_every_change_in_order<S: SeatStore>(s: S) {
+pub async fn the_log_and_versions_tell_every_change_in_order<S: SeatStore>(s: S) {
     assert_eq!(s.relay_cursor(EVENT).await.unwrap(), LOG_START);
     s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
     s.hold(EVENT, "b", &seats(&["3"]), T0 + 5_000, 8).await.unwrap().unwrap();
@@ -180,7 +210,7 @@ async fn the_log_and_versions_tell_every_change_in_order<S: SeatStore>(s: S) {
     assert_eq!(snap.taken, vec![("3".to_string(), SeatStatus::Held)]);
 }
 
-async fn racing_buyers_never_share_a_seat<S: SeatStore>(s: S) {
+pub async fn racing_buyers_never_share_a_seat<S: SeatStore>(s: S) {
     // 60 buyers race for 10 seats in overlapping pairs and singles.
     let requests: Vec<(String, Vec<String>)> = (0..60)
         .map(|b| {
@@ -222,7 +252,7 @@ async fn racing_buyers_never_share_a_seat<S: SeatStore>(s: S) {
     }
 }
 
-async fn a_user_id_that_is_a_prefix_of_another_frees_nothing_of_it<S: SeatStore>(s: S) {
+pub async fn a_user_id_that_is_a_prefix_of_another_frees_nothing_of_it<S: SeatStore>(s: S) {
     let victim = "auth0|12345";
     let held = s.hold(EVENT, victim, &seats(&["A,1", "B|2"]), T0 + 60_000, 4).await.unwrap().unwrap();
     assert_eq!(held.version, 2);
@@ -257,7 +287,7 @@ async fn a_user_id_that_is_a_prefix_of_another_frees_nothing_of_it<S: SeatStore>
     assert!(s.snapshot(EVENT).await.unwrap().taken.is_empty());
 }
 
-async fn odd_ids_round_trip_whole_through_holds_expiry_and_the_log<S: SeatStore>(s: S) {
+pub async fn odd_ids_round_trip_whole_through_holds_expiry_and_the_log<S: SeatStore>(s: S) {
     // User i holds seat i until T0 + (i + 1) s.
     let until = |i: usize| T0 + (i as i64 + 1) * 1_000;
     for (i, (user, seat)) in ODD_USERS.iter().zip(ODD_SEATS).enumerate() {
@@ -317,7 +347,7 @@ async fn odd_ids_round_trip_whole_through_holds_expiry_and_the_log<S: SeatStore>
     assert_eq!(s.version(EVENT).await.unwrap(), version);
 }
 
-async fn hold_limits_count_per_whole_user_id<S: SeatStore>(s: S) {
+pub async fn hold_limits_count_per_whole_user_id<S: SeatStore>(s: S) {
     // Users whose ids run into each other under any joining each have
     // their own limit of 2.
     let users = ["auth0", "auth0|12345", "auth0|1", "2345", "6175746830", "a:b", "a", "b"];

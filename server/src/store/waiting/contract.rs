@@ -1,17 +1,91 @@
-//! The one contract every waiting-room adapter must pass. Each scenario
-//! gets a fresh store from the factory and drives it with a fake clock.
+//! The one contract every waiting-room adapter must pass. Each scenario is
+//! its own test per adapter (`waiting_room_contract!`), on a fresh store
+//! driven with a fake clock, so the first failure does not hide the rest.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use super::memory::MemoryWaitingRoom;
+use super::redis::RedisWaitingRoom;
 use super::{JoinOutcome, Lease, PlaceStatus, WaitingRoom};
 use crate::domain::UserId;
 use crate::domain::queue::{QueueSettings, RateStats};
 
 const EVENT: &str = "e-contract";
 const T0: i64 = 1_700_000_000_000;
+
+/// The Redis the contract suites run on (`scripts/services.sh` starts it).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// One `#[tokio::test]` per scenario, each on a fresh store from `$make`
+/// (an expression whose value is a future of the store). An adapter passes
+/// the contract when every one of them passes.
+macro_rules! waiting_room_contract {
+    ($make:expr) => {
+        $crate::store::waiting::contract::waiting_room_contract!(@each $make;
+            unknown_event_has_no_queue,
+            settings_round_trip,
+            fifo_positions_and_one_place_per_buyer,
+            concurrent_joins_get_distinct_positions,
+            admits_at_once_without_pressure,
+            ticks_admit_in_order_at_the_rate,
+            max_active_bounds_open_windows_and_expiry_frees_them,
+            ghosts_are_dropped_after_the_grace,
+            leave_gives_up_place_and_window,
+            lease_is_exclusive_and_fences_stale_holders,
+            positions_never_rise,
+            stats_are_published,
+        );
+    };
+    (@each $make:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $scenario() {
+                $crate::store::waiting::contract::$scenario($make.await).await;
+            }
+        )*
+    };
+}
+pub(crate) use waiting_room_contract;
+
+mod memory {
+    super::waiting_room_contract!(async { super::MemoryWaitingRoom::new() });
+}
+
+mod redis {
+    super::waiting_room_contract!(super::redis_store());
+}
+
+/// Fails the test with one line naming Redis and how to start it, unless
+/// Redis answers a `PING`. Checked once per test binary.
+pub async fn require_redis() {
+    static CHECKED: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
+    let checked = CHECKED
+        .get_or_init(|| async {
+            let ping = async {
+                let mut conn = ::redis::Client::open(REDIS_URL)?.get_multiplexed_async_connection().await?;
+                ::redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            match tokio::time::timeout(Duration::from_secs(3), ping).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in 3 s".to_owned()),
+            }
+        })
+        .await;
+    if let Err(why) = checked {
+        panic!("Redis is not reachable at {REDIS_URL} ({why}); start it with scripts/services.sh");
+    }
+}
+
+/// A Redis store under a random key prefix, so parallel tests never meet.
+async fn redis_store() -> RedisWaitingRoom {
+    require_redis().await;
+    let prefix = format!("qt-test-{:016x}", rand::random::<u64>());
+    RedisWaitingRoom::connect(REDIS_URL, &prefix).await.expect("a Redis connection")
+}
 
 fn settings(rate_per_min: u32, max_active: u32, paused: bool) -> QueueSettings {
     QueueSettings { rate_per_min, max_active, paused, window_s: 60, grace_s: 2, ..QueueSettings::default() }
@@ -32,27 +106,7 @@ async fn lease<W: WaitingRoom>(w: &W, node: &str, now: i64) -> Lease {
     w.acquire_lease(EVENT, node, now, 3_000).await.unwrap().expect("lease free")
 }
 
-pub async fn run_all<W, F, Fut>(make: F)
-where
-    W: WaitingRoom,
-    F: Fn() -> Fut,
-    Fut: Future<Output = W>,
-{
-    unknown_event_has_no_queue(make().await).await;
-    settings_round_trip(make().await).await;
-    fifo_positions_and_one_place_per_buyer(make().await).await;
-    concurrent_joins_get_distinct_positions(make().await).await;
-    admits_at_once_without_pressure(make().await).await;
-    ticks_admit_in_order_at_the_rate(make().await).await;
-    max_active_bounds_open_windows_and_expiry_frees_them(make().await).await;
-    ghosts_are_dropped_after_the_grace(make().await).await;
-    leave_gives_up_place_and_window(make().await).await;
-    lease_is_exclusive_and_fences_stale_holders(make().await).await;
-    positions_never_rise(make().await).await;
-    stats_are_published(make().await).await;
-}
-
-async fn unknown_event_has_no_queue<W: WaitingRoom>(w: W) {
+pub async fn unknown_event_has_no_queue<W: WaitingRoom>(w: W) {
     assert_eq!(w.join("nope", "u", T0).await.unwrap(), None);
     assert_eq!(w.settings("nope").await.unwrap(), None);
     let batch = w.status("nope", &[UserId::from("u")], T0).await.unwrap();
@@ -60,7 +114,7 @@ async fn unknown_event_has_no_queue<W: WaitingRoom>(w: W) {
     assert!(!w.leave("nope", "u").await.unwrap());
 }
 
-async fn settings_round_trip<W: WaitingRoom>(w: W) {
+pub async fn settings_round_trip<W: WaitingRoom>(w: W) {
     let s = QueueSettings { on_sale_at_ms: T0 + 5, paused: true, hold_s: 77, ..settings(123, 45, true) };
     w.configure(EVENT, &s).await.unwrap();
     assert_eq!(w.settings(EVENT).await.unwrap(), Some(s));
@@ -69,7 +123,7 @@ async fn settings_round_trip<W: WaitingRoom>(w: W) {
     assert_eq!(w.settings(EVENT).await.unwrap(), Some(changed));
 }
 
-async fn fifo_positions_and_one_place_per_buyer<W: WaitingRoom>(w: W) {
+pub async fn fifo_positions_and_one_place_per_buyer<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(600, 100, true)).await.unwrap();
     for i in 0..50 {
         let got = w.join(EVENT, &user(i), T0 + i as i64).await.unwrap();
@@ -87,7 +141,7 @@ async fn fifo_positions_and_one_place_per_buyer<W: WaitingRoom>(w: W) {
     assert_eq!(batch.statuses, positions);
 }
 
-async fn concurrent_joins_get_distinct_positions<W: WaitingRoom>(w: W) {
+pub async fn concurrent_joins_get_distinct_positions<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(600, 100, true)).await.unwrap();
     let names: Vec<String> = (0..300).map(user).collect();
     let joins = names.iter().map(|u| w.join(EVENT, u, T0));
@@ -103,7 +157,7 @@ async fn concurrent_joins_get_distinct_positions<W: WaitingRoom>(w: W) {
     assert_eq!(positions, (1..=300).collect::<Vec<u64>>());
 }
 
-async fn admits_at_once_without_pressure<W: WaitingRoom>(w: W) {
+pub async fn admits_at_once_without_pressure<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(60, 2, false)).await.unwrap();
     let until = T0 + 60_000;
     assert_eq!(w.join(EVENT, "a", T0).await.unwrap(), Some(JoinOutcome::Admitted { until_ms: until }));
@@ -119,7 +173,7 @@ async fn admits_at_once_without_pressure<W: WaitingRoom>(w: W) {
     assert_eq!(w.admission(EVENT, "a", until).await.unwrap(), None);
 }
 
-async fn ticks_admit_in_order_at_the_rate<W: WaitingRoom>(w: W) {
+pub async fn ticks_admit_in_order_at_the_rate<W: WaitingRoom>(w: W) {
     // 600/min = 10/s, with one second (10) banked.
     w.configure(EVENT, &settings(600, 10_000, true)).await.unwrap();
     for i in 0..100 {
@@ -153,7 +207,7 @@ async fn ticks_admit_in_order_at_the_rate<W: WaitingRoom>(w: W) {
     assert_eq!(batch.statuses[39], PlaceStatus::Waiting { position: 40 });
 }
 
-async fn max_active_bounds_open_windows_and_expiry_frees_them<W: WaitingRoom>(w: W) {
+pub async fn max_active_bounds_open_windows_and_expiry_frees_them<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(60_000, 3, true)).await.unwrap();
     for i in 0..5 {
         waiting_position(&w, &user(i), T0).await;
@@ -178,7 +232,7 @@ async fn max_active_bounds_open_windows_and_expiry_frees_them<W: WaitingRoom>(w:
     assert_eq!(w.admission(EVENT, &user(0), T0 + 60_000).await.unwrap(), None);
 }
 
-async fn ghosts_are_dropped_after_the_grace<W: WaitingRoom>(w: W) {
+pub async fn ghosts_are_dropped_after_the_grace<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(600, 10, true)).await.unwrap();
     waiting_position(&w, "ghost", T0).await;
     waiting_position(&w, "present", T0).await;
@@ -204,7 +258,7 @@ async fn ghosts_are_dropped_after_the_grace<W: WaitingRoom>(w: W) {
     assert_eq!(waiting_position(&w, "ghost", T0 + 3_002).await, 3);
 }
 
-async fn leave_gives_up_place_and_window<W: WaitingRoom>(w: W) {
+pub async fn leave_gives_up_place_and_window<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(60, 1, false)).await.unwrap();
     assert!(matches!(w.join(EVENT, "a", T0).await.unwrap(), Some(JoinOutcome::Admitted { .. })));
     assert_eq!(waiting_position(&w, "b", T0).await, 1);
@@ -220,7 +274,7 @@ async fn leave_gives_up_place_and_window<W: WaitingRoom>(w: W) {
     assert_eq!(out.admitted.iter().map(|(u, _)| u.to_string()).collect::<Vec<_>>(), vec!["c".to_string()]);
 }
 
-async fn lease_is_exclusive_and_fences_stale_holders<W: WaitingRoom>(w: W) {
+pub async fn lease_is_exclusive_and_fences_stale_holders<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(60_000, 100, true)).await.unwrap();
     waiting_position(&w, "x", T0).await;
     w.configure(EVENT, &settings(60_000, 100, false)).await.unwrap();
@@ -247,7 +301,7 @@ async fn lease_is_exclusive_and_fences_stale_holders<W: WaitingRoom>(w: W) {
     assert!(c.token > b.token);
 }
 
-async fn positions_never_rise<W: WaitingRoom>(w: W) {
+pub async fn positions_never_rise<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(600, 1_000, true)).await.unwrap();
     let mut rng_state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
@@ -287,7 +341,7 @@ async fn positions_never_rise<W: WaitingRoom>(w: W) {
     }
 }
 
-async fn stats_are_published<W: WaitingRoom>(w: W) {
+pub async fn stats_are_published<W: WaitingRoom>(w: W) {
     w.configure(EVENT, &settings(600, 10, true)).await.unwrap();
     assert_eq!(w.status(EVENT, &[], T0).await.unwrap().stats, None);
     let stats = RateStats { per_min: 98.5, low_per_min: 50.25, high_per_min: 120.0 };

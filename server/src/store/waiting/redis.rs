@@ -273,21 +273,3 @@ impl WaitingRoom for RedisWaitingRoom {
         Ok(())
     }
 }
-
-#[cfg(test)]
-pub mod tests {
-    use super::*;
-
-    pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-    /// A store under a random key prefix, so parallel tests never meet.
-    pub async fn fresh() -> RedisWaitingRoom {
-        let prefix = format!("qt-test-{:016x}", rand::random::<u64>());
-        RedisWaitingRoom::connect(REDIS_URL, &prefix).await.expect("redis at 127.0.0.1:6379")
-    }
-
-    #[tokio::test]
-    async fn contract() {
-        super::super::contract::run_all(fresh).await;
-    }
-}
