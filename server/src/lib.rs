@@ -16,6 +16,8 @@ pub mod limits;
 pub mod metrics;
 pub mod services;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testsupport;
 pub mod workers;
 pub mod ws;
 

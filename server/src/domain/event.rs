@@ -4,14 +4,9 @@ use serde::Serialize;
 
 use super::queue::QueueSettings;
 
-/// A price tier of an event; seats name their tier by `id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Tier {
-    pub id: String,
-    pub name: String,
-    /// In the minor unit of the event's currency.
-    pub price: i64,
-}
+/// A price tier of an event, as the contract has it; seats name their tier
+/// by `id`.
+pub use qt_protocol::frames::Tier;
 
 /// One seat of a venue, with its position on the seat map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

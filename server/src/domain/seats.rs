@@ -4,45 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::event::Seat;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SeatStatus {
-    Free,
-    Held,
-    Sold,
-}
-
-impl SeatStatus {
-    /// One letter per seat in compact snapshots and store encodings.
-    pub fn code(self) -> char {
-        match self {
-            SeatStatus::Free => 'f',
-            SeatStatus::Held => 'h',
-            SeatStatus::Sold => 's',
-        }
-    }
-
-    pub fn from_code(c: char) -> Option<Self> {
-        match c {
-            'f' => Some(SeatStatus::Free),
-            'h' => Some(SeatStatus::Held),
-            's' => Some(SeatStatus::Sold),
-            _ => None,
-        }
-    }
-}
-
-/// One seat's new status in a diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeatChange {
-    pub id: String,
-    pub status: SeatStatus,
-}
+/// Seat states and changes are the contract's own (free, held, sold, and
+/// their one-letter codes).
+pub use qt_protocol::frames::{SeatChange, SeatStatus};
 
 /// A row of seats in number order, for adjacency.
 #[derive(Debug, Clone)]

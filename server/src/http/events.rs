@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use qt_protocol::error::ErrorResponse;
-use qt_protocol::frames::{Seatmap, Tier};
+use qt_protocol::frames::Seatmap;
 use qt_protocol::rest::{EventView, QueueReply};
 
 use crate::clock::rfc3339;
@@ -30,7 +30,7 @@ impl From<&Event> for EventView {
             starts_at: rfc3339(e.starts_at_ms),
             on_sale_at: rfc3339(e.queue.on_sale_at_ms),
             currency: e.currency.clone(),
-            tiers: e.tiers.iter().map(|t| Tier { id: t.id.clone(), name: t.name.clone(), price: t.price }).collect(),
+            tiers: e.tiers.clone(),
             paused: e.queue.paused,
         }
     }

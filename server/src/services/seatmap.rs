@@ -3,22 +3,10 @@
 //! venues. Typed values; the transports encode them.
 
 use qt_protocol::Format;
-use qt_protocol::frames::{self as wire, CompactFormat, CompactRow, MapSeat, RowSeat, Seatmap, SeatmapSeats};
+use qt_protocol::frames::{CompactFormat, CompactRow, MapSeat, RowSeat, Seatmap, SeatmapSeats};
 
-use crate::domain::event::{Event, Tier};
+use crate::domain::event::Event;
 use crate::domain::seats::{Row, SeatLayout, SeatStatus};
-
-pub fn wire_status(s: SeatStatus) -> wire::SeatStatus {
-    match s {
-        SeatStatus::Free => wire::SeatStatus::Free,
-        SeatStatus::Held => wire::SeatStatus::Held,
-        SeatStatus::Sold => wire::SeatStatus::Sold,
-    }
-}
-
-pub fn wire_tier(t: &Tier) -> wire::Tier {
-    wire::Tier { id: t.id.clone(), name: t.name.clone(), price: t.price }
-}
 
 /// A row of the compact form: a regular run (`count` seats numbered from
 /// `n0`, at `x0 + i·dx`, ids `SECTION-ROW-NUMBER`, one tier) or, when the
@@ -79,7 +67,7 @@ pub fn seatmap_view(
                     x: s.x,
                     y: s.y,
                     tier: s.tier.clone(),
-                    status: wire_status(status),
+                    status,
                 })
                 .collect(),
         },
@@ -89,13 +77,7 @@ pub fn seatmap_view(
             status: layout.rows.iter().flat_map(|r| r.seats.iter().map(|&i| status[i].code())).collect(),
         },
     };
-    Seatmap {
-        event: event.id.clone(),
-        version,
-        currency: event.currency.clone(),
-        tiers: event.tiers.iter().map(wire_tier).collect(),
-        seats,
-    }
+    Seatmap { event: event.id.clone(), version, currency: event.currency.clone(), tiers: event.tiers.clone(), seats }
 }
 
 #[cfg(test)]

@@ -319,7 +319,7 @@ mod tests {
             assert_eq!(map.version, 1);
             let statuses = map.statuses();
             assert_eq!(statuses.len(), demo::seats().len());
-            let held: Vec<_> = statuses.iter().filter(|(_, s)| *s == qt_protocol::frames::SeatStatus::Held).collect();
+            let held: Vec<_> = statuses.iter().filter(|(_, s)| *s == SeatStatus::Held).collect();
             assert_eq!(held.len(), 1);
             assert_eq!(held[0].0, "C-3-12");
         }

@@ -309,23 +309,13 @@ mod tests {
     //! backend (`sql_contract!`): SQLite in a temporary directory, and
     //! Postgres in a database of its own on the test server.
 
-    use std::str::FromStr;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    use sqlx::postgres::{PgConnectOptions, PgConnection};
-    use sqlx::{ConnectOptions, Connection};
     use tempfile::TempDir;
 
     use super::*;
     use crate::domain::demo;
+    use crate::testsupport::PgDatabase;
 
     const NOW: i64 = 1_700_000_000_000;
-    /// Where the tests find Postgres unless `DATABASE_URL` says otherwise
-    /// (`scripts/services.sh` starts it, `scripts/test.sh` sets the same).
-    const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-    /// Test databases are named `qt_test_<unix seconds>_<random>`; ones
-    /// older than this were left by failed runs and are dropped.
-    const STALE_AFTER_S: u64 = 3_600;
 
     /// One `#[tokio::test]` per scenario, each on a fresh database from
     /// `$make` (an expression whose value is a future of a `TestDb`).
@@ -386,7 +376,7 @@ mod tests {
         Dir(TempDir),
         /// Dropped when the test passes (a failed one leaves it to look at,
         /// until it is stale).
-        Postgres { admin: String, name: String },
+        Postgres(PgDatabase),
     }
 
     impl TestDb {
@@ -397,14 +387,8 @@ mod tests {
         }
 
         async fn postgres() -> Self {
-            let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-            let mut conn = postgres_admin(&admin).await;
-            let name = format!("qt_test_{}_{:08x}", unix_s(), rand::random::<u32>());
-            conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create a test database");
-            let _ = conn.close().await;
-            let options = PgConnectOptions::from_str(&admin).expect("DATABASE_URL is a Postgres URL");
-            let url = options.database(&name).to_url_lossy().to_string();
-            Self { url, keep: Keep::Postgres { admin, name } }
+            let db = PgDatabase::create("qt_test").await;
+            Self { url: db.url.clone(), keep: Keep::Postgres(db) }
         }
 
         async fn store(&self) -> SqlStore {
@@ -414,59 +398,9 @@ mod tests {
         async fn finish(self) {
             match self.keep {
                 Keep::Dir(dir) => drop(dir),
-                Keep::Postgres { admin, name } => {
-                    let mut conn = postgres_admin(&admin).await;
-                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                    let _ = conn.close().await;
-                }
+                Keep::Postgres(db) => db.finish().await,
             }
         }
-    }
-
-    fn unix_s() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-    }
-
-    /// A connection to the maintenance database, or the test fails with one
-    /// line naming Postgres and how to start it. The first call in a test
-    /// binary also drops stale test databases.
-    async fn postgres_admin(admin: &str) -> PgConnection {
-        static SWEPT: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
-        let at = PgConnectOptions::from_str(admin)
-            .map(|o| format!("{}:{}", o.get_host(), o.get_port()))
-            .unwrap_or_else(|_| "DATABASE_URL".to_owned());
-        let connect = || async {
-            match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(admin)).await {
-                Ok(Ok(conn)) => Ok(conn),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("no answer in 5 s".to_owned()),
-            }
-        };
-        let swept = SWEPT
-            .get_or_init(|| async {
-                let mut conn = connect().await?;
-                let names: Vec<String> =
-                    sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'qt\\_test\\_%'")
-                        .fetch_all(&mut conn)
-                        .await
-                        .unwrap_or_default();
-                for name in names {
-                    let born = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX);
-                    if born.saturating_add(STALE_AFTER_S) < unix_s() {
-                        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                    }
-                }
-                let _ = conn.close().await;
-                Ok(())
-            })
-            .await;
-        let ready = match swept {
-            Ok(()) => connect().await,
-            Err(e) => Err(e.clone()),
-        };
-        ready.unwrap_or_else(|why| {
-            panic!("Postgres is not reachable at {at} ({why}); start it with scripts/services.sh")
-        })
     }
 
     /// The demo and a second seller's event in a venue of its own.

@@ -2,12 +2,11 @@
 //! `qt_protocol`, encoded here (with the `req` it answers).
 
 use axum::extract::ws::Utf8Bytes;
-use qt_protocol::frames::{self as wire, Left, LeftReason, Seats};
+use qt_protocol::frames::{Left, LeftReason, Seats};
 use qt_protocol::{Req, ServerMsg, encode};
 
 use crate::domain::seats::SeatChange;
 use crate::error::AppError;
-use crate::services::seatmap::wire_status;
 
 pub fn frame(msg: &ServerMsg, req: Option<&Req>) -> String {
     encode(msg, req)
@@ -29,7 +28,5 @@ pub fn left(event: &str, reason: LeftReason) -> Utf8Bytes {
 
 /// A `seats` diff frame.
 pub fn seats_frame(event: &str, version: u64, changes: &[SeatChange]) -> String {
-    let changes =
-        changes.iter().map(|c| wire::SeatChange { id: c.id.clone(), status: wire_status(c.status) }).collect();
-    encode(&ServerMsg::Seats(Seats { event: event.to_owned(), version, changes }), None)
+    encode(&ServerMsg::Seats(Seats { event: event.to_owned(), version, changes: changes.to_vec() }), None)
 }

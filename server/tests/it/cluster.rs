@@ -44,7 +44,7 @@ fn watch_admissions(clients: Vec<Client>) -> mpsc::UnboundedReceiver<(String, In
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_admit_exactly_the_rate_between_them() {
-    let db = PgDatabase::create().await;
+    let db = PgDatabase::create("qt_it").await;
     let backend = Backend::redis().await;
     let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
     let secret = "cluster-secret-0123456789abcdef";
@@ -97,7 +97,7 @@ async fn two_nodes_admit_exactly_the_rate_between_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_admitter_is_replaced_within_five_seconds() {
-    let db = PgDatabase::create().await;
+    let db = PgDatabase::create("qt_it").await;
     let backend = Backend::redis().await;
     let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
     let secret = "cluster-secret-0123456789abcdef";

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::str::FromStr;
 use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,11 +15,9 @@ use queueticket::auth::Auth;
 use queueticket::config::{Secret, ServerConfig};
 use queueticket::store::sql::SqlStore;
 use serde_json::{Value, json};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection, Executor};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
-use tokio::sync::{OnceCell, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -28,10 +25,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const EVENT: &str = "demo-live";
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+#[path = "../../src/testsupport.rs"]
+mod testsupport;
+pub use testsupport::{PgDatabase, REDIS_URL, require_redis};
 pub const KAFKA_TOPIC: &str = "qt.seat-diffs";
 /// Where the tests find Postgres unless `DATABASE_URL` says otherwise.
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const WAIT: Duration = Duration::from_secs(10);
 
 pub fn init_logs() {
@@ -62,28 +60,6 @@ impl Backend {
     }
 }
 
-/// Fails the test with one line naming Redis and how to start it, unless
-/// Redis answers a `PING`. Checked once per test binary.
-pub async fn require_redis() {
-    static CHECKED: OnceCell<Result<(), String>> = OnceCell::const_new();
-    let checked = CHECKED
-        .get_or_init(|| async {
-            let ping = async {
-                let mut conn = redis::Client::open(REDIS_URL)?.get_multiplexed_async_connection().await?;
-                redis::cmd("PING").query_async::<String>(&mut conn).await
-            };
-            match tokio::time::timeout(Duration::from_secs(3), ping).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("no answer in 3 s".to_owned()),
-            }
-        })
-        .await;
-    if let Err(why) = checked {
-        panic!("Redis is not reachable at {REDIS_URL} ({why}); start it with scripts/services.sh");
-    }
-}
-
 /// Deletes a test's Redis keys.
 pub async fn purge_redis(prefix: &str) {
     let Ok(client) = redis::Client::open(REDIS_URL) else { return };
@@ -97,79 +73,6 @@ pub async fn purge_redis(prefix: &str) {
 
 /// A Postgres database of one test's own, on the server `DATABASE_URL`
 /// names (by default the one `scripts/services.sh` starts).
-pub struct PgDatabase {
-    pub url: String,
-    admin: String,
-    name: String,
-}
-
-/// Test databases are named `qt_it_<unix seconds>_<random>`; ones older
-/// than this were left by failed runs and are dropped.
-const STALE_AFTER_S: u64 = 3_600;
-
-impl PgDatabase {
-    /// A fresh, empty database; the test fails with one clear line if
-    /// Postgres is not up.
-    pub async fn create() -> Self {
-        let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-        let mut conn = postgres_admin(&admin).await;
-        let name = format!("qt_it_{}_{:08x}", unix_now_s(), rand::random::<u32>());
-        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create a test database");
-        let _ = conn.close().await;
-        let options = PgConnectOptions::from_str(&admin).expect("DATABASE_URL is a Postgres URL");
-        let url = options.database(&name).to_url_lossy().to_string();
-        Self { url, admin, name }
-    }
-
-    /// Drops the database. Tests call it once they passed; a failed test
-    /// leaves its database to look at, until it is stale.
-    pub async fn finish(self) {
-        let mut conn = postgres_admin(&self.admin).await;
-        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str()).await;
-        let _ = conn.close().await;
-    }
-}
-
-/// A connection to the maintenance database, or the test fails with one
-/// line naming Postgres and how to start it. The first call in a test
-/// binary also drops stale test databases.
-async fn postgres_admin(admin: &str) -> PgConnection {
-    static SWEPT: OnceCell<Result<(), String>> = OnceCell::const_new();
-    let at = PgConnectOptions::from_str(admin)
-        .map(|o| format!("{}:{}", o.get_host(), o.get_port()))
-        .unwrap_or_else(|_| "DATABASE_URL".to_owned());
-    let connect = || async {
-        match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(admin)).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no answer in 5 s".to_owned()),
-        }
-    };
-    let swept = SWEPT
-        .get_or_init(|| async {
-            let mut conn = connect().await?;
-            let names: Vec<String> =
-                sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'qt\\_it\\_%'")
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap_or_default();
-            for name in names {
-                let born = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX);
-                if born.saturating_add(STALE_AFTER_S) < unix_now_s() {
-                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                }
-            }
-            let _ = conn.close().await;
-            Ok(())
-        })
-        .await;
-    let ready = match swept {
-        Ok(()) => connect().await,
-        Err(e) => Err(e.clone()),
-    };
-    ready.unwrap_or_else(|why| panic!("Postgres is not reachable at {at} ({why}); start it with scripts/services.sh"))
-}
-
 /// A temporary directory, removed when the value is dropped.
 pub fn temp_dir() -> TempDir {
     tempfile::Builder::new().prefix("qt-it-").tempdir().expect("a temporary directory")

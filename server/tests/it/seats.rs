@@ -228,7 +228,7 @@ async fn five_hundred_buyers_race_across_two_nodes() {
     let backend = Backend::redis().await;
     let Backend::Redis(prefix) = backend.clone() else { unreachable!() };
     // Both nodes start from the shared catalogue with the doors open.
-    let db = PgDatabase::create().await;
+    let db = PgDatabase::create("qt_it").await;
     seed_catalogue(&db.url, &DOORS_OPEN).await;
     let node = |name: &str| {
         let mut o = Options::new(backend.clone());

@@ -3,7 +3,6 @@
 //! driven with a fake clock, so the first failure does not hide the rest.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 
@@ -17,7 +16,7 @@ const EVENT: &str = "e-contract";
 const T0: i64 = 1_700_000_000_000;
 
 /// The Redis the contract suites run on (`scripts/services.sh` starts it).
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub use crate::testsupport::{REDIS_URL, require_redis};
 
 /// One `#[tokio::test]` per scenario, each on a fresh store from `$make`
 /// (an expression whose value is a future of the store). An adapter passes
@@ -56,28 +55,6 @@ mod memory {
 
 mod redis {
     super::waiting_room_contract!(super::redis_store());
-}
-
-/// Fails the test with one line naming Redis and how to start it, unless
-/// Redis answers a `PING`. Checked once per test binary.
-pub async fn require_redis() {
-    static CHECKED: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
-    let checked = CHECKED
-        .get_or_init(|| async {
-            let ping = async {
-                let mut conn = ::redis::Client::open(REDIS_URL)?.get_multiplexed_async_connection().await?;
-                ::redis::cmd("PING").query_async::<String>(&mut conn).await
-            };
-            match tokio::time::timeout(Duration::from_secs(3), ping).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("no answer in 3 s".to_owned()),
-            }
-        })
-        .await;
-    if let Err(why) = checked {
-        panic!("Redis is not reachable at {REDIS_URL} ({why}); start it with scripts/services.sh");
-    }
 }
 
 /// A Redis store under a random key prefix, so parallel tests never meet.
