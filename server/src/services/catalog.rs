@@ -101,3 +101,41 @@ impl Catalog {
         self.stats.read().get(id).copied().unwrap_or_else(|| RateStats::expected(settings))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::demo;
+    use crate::services::testkit::{demo_settings, kit};
+
+    #[tokio::test]
+    async fn events_are_found_by_id_and_live_settings_replace_the_cached_ones() {
+        let k = kit(demo_settings(true)).await;
+        let catalog = &k.settings.catalog;
+        let (id, e) = catalog.find(demo::EVENT_ID).unwrap();
+        assert_eq!((&*id, e.queue.paused), (demo::EVENT_ID, true));
+        assert!(matches!(catalog.find("nope"), Err(AppError::NotFound("event"))));
+        let open = demo_settings(false);
+        catalog.set_queue(demo::EVENT_ID, open);
+        assert_eq!(catalog.get(demo::EVENT_ID).unwrap().queue, open);
+        // A reader holding the old event keeps a consistent copy.
+        assert!(e.queue.paused);
+        catalog.set_queue("nope", open);
+        assert_eq!(catalog.ids(), vec![id]);
+    }
+
+    #[tokio::test]
+    async fn a_layout_is_loaded_once_and_rates_fall_back_to_the_promise() {
+        let k = kit(demo_settings(true)).await;
+        let catalog = &k.settings.catalog;
+        let e = catalog.get(demo::EVENT_ID).unwrap();
+        let first = catalog.layout(&e).await.unwrap();
+        assert_eq!(first.len(), demo::seats().len());
+        assert!(Arc::ptr_eq(&first, &catalog.layout(&e).await.unwrap()), "cached, not reloaded");
+        let promised = RateStats::expected(&e.queue);
+        assert_eq!(catalog.stats(demo::EVENT_ID, &e.queue), promised);
+        let measured = RateStats { per_min: 42.0, ..promised };
+        catalog.set_stats(&EventId::from(demo::EVENT_ID), measured);
+        assert_eq!(catalog.stats(demo::EVENT_ID, &e.queue), measured);
+    }
+}

@@ -97,7 +97,7 @@ async fn the_page_and_the_api_carry_the_security_headers() {
     assert!(csp.contains("frame-ancestors 'none'"), "{head}");
     assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'"), "{csp}");
     assert!(head.contains("\r\nx-frame-options: deny"), "{head}");
-    for path in ["/", "/app.js", "/api/v1/events", "/no/such/route"] {
+    for path in ["/", "/js/main.js", "/api/v1/events", "/no/such/route"] {
         let (_, head, _) = raw(server.addr, &get(path, "")).await;
         assert!(head.contains("\r\nx-content-type-options: nosniff"), "{path}: {head}");
         assert!(head.contains("\r\nreferrer-policy: no-referrer"), "{path}: {head}");
