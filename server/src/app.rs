@@ -240,9 +240,9 @@ pub async fn run(
         workers::catalog_refresh::run(settings.clone(), limits.clone(), t.clone())
     });
     let (sockets, tick) = (state.sockets.clone(), Duration::from_millis(cfg.notify_tick_ms));
-    workers::supervise(&workers, token.clone(), "notifier", move || crate::ws::pushes::run(sockets.clone(), tick));
+    workers::supervise(&workers, token.clone(), "pushes", move || crate::ws::pushes::run(sockets.clone(), tick));
     let sockets = state.sockets.clone();
-    workers::supervise(&workers, token.clone(), "feed", move || crate::ws::diffs::run(sockets.clone(), bus.clone()));
+    workers::supervise(&workers, token.clone(), "diffs", move || crate::ws::diffs::run(sockets.clone(), bus.clone()));
 
     tokio::spawn(async move {
         tokio::select! {

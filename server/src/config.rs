@@ -49,9 +49,15 @@ pub enum Command {
     Token(TokenArgs),
 }
 
+/// Roles by their wire names, listed in `--help`.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::as_str)).try_map(|name| name.parse::<Role>())
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    #[arg(long, default_value = "buyer", value_parser = |s: &str| s.parse::<Role>())]
+    #[arg(long, default_value = "buyer", value_parser = role_parser())]
     pub role: Role,
     /// User id (the `sub` claim).
     #[arg(long)]

@@ -33,34 +33,104 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The file's code without its test modules (imports there are free).
-fn code_of(text: &str) -> &str {
-    text.find("#[cfg(test)]\nmod tests")
-        .or_else(|| text.find("#[cfg(test)]\npub(crate) mod tests"))
-        .map_or(text, |i| &text[..i])
+/// The file's code without comments and without the items under
+/// `#[cfg(test)]` (test code may import freely).
+fn code_of(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(|l| l.split("//").next().unwrap_or("")).collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim() == "#[cfg(test)]" {
+            // Skip the next item: one line, or up to its matching brace.
+            let mut depth = 0i32;
+            i += 1;
+            while i < lines.len() {
+                depth += lines[i].matches('{').count() as i32 - lines[i].matches('}').count() as i32;
+                i += 1;
+                if depth <= 0 {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push_str(lines[i]);
+        out.push('\n');
+        i += 1;
+    }
+    out
 }
 
-/// Every top-level module and crate path this code names.
-fn names(code: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+/// The first segment of every path in a `use` tree body such as
+/// `{a::b, c, d::{e, f}}` or `a::b`.
+fn first_segments(tree: &str) -> Vec<String> {
+    let tree = tree.trim();
+    let Some(inner) = tree.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
+        return vec![tree.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()];
+    };
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    parts.into_iter().flat_map(first_segments).filter(|p| !p.is_empty()).collect()
+}
+
+/// Crates a layer may be forbidden, found anywhere in the code as a path
+/// root (`axum::…`, `::redis::…`), not as a segment of another path.
+const WATCHED_CRATES: &[&str] = &["axum", "serde_json", "tokio_tungstenite", "tokio", "redis", "sqlx", "rdkafka"];
+
+/// Every top-level module and watched crate this code names. `module` is
+/// the file's module path (`["services", "seats"]`), for `super::`.
+fn names(code: &str, module: &[String]) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut modules, mut crates) = (BTreeSet::new(), BTreeSet::new());
-    for line in code.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
-        let mut rest = line;
-        while let Some(i) = rest.find("crate::") {
-            let after = &rest[i + 7..];
-            let name: String = after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            if !name.is_empty() {
-                modules.insert(name);
-            }
-            rest = after;
+    // Whole statements, so that multi-line `use` groups read as one.
+    let flat: String = code.split('\n').map(str::trim).collect::<Vec<_>>().join(" ");
+    let bytes = flat.as_bytes();
+    let at_root = |i: usize| {
+        i == 0 || {
+            let before = bytes[i - 1] as char;
+            !(before.is_alphanumeric() || before == '_' || before == ':')
+                || (before == ':'
+                    && i >= 2
+                    && bytes[i - 2] == b':'
+                    && (i < 3 || !(bytes[i - 3] as char).is_alphanumeric()))
         }
-        if let Some(path) = line.strip_prefix("use ").or_else(|| line.strip_prefix("pub use ")) {
-            let root: String = path.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            crates.insert(root);
+    };
+    for (i, _) in flat.match_indices("crate::").filter(|(i, _)| at_root(*i)) {
+        let rest = &flat[i + 7..];
+        let tree = if rest.starts_with('{') {
+            let end = rest.find(';').unwrap_or(rest.len());
+            &rest[..end]
+        } else {
+            rest
+        };
+        modules.extend(first_segments(tree).into_iter().take(if tree.starts_with('{') { usize::MAX } else { 1 }));
+    }
+    for (i, _) in flat.match_indices("super::").filter(|(i, _)| at_root(*i)) {
+        // `super::super::x` from `a/b/c.rs` is `a::x`: climb, then read on.
+        let mut rest = &flat[i..];
+        let mut depth = module.len();
+        while let Some(r) = rest.strip_prefix("super::") {
+            depth = depth.saturating_sub(1);
+            rest = r;
         }
-        for krate in ["axum::", "serde_json::", "tokio_tungstenite::"] {
-            if line.contains(krate) {
-                crates.insert(krate.trim_end_matches("::").to_owned());
-            }
+        if depth == 0 {
+            let tree = if rest.starts_with('{') { &rest[..rest.find(';').unwrap_or(rest.len())] } else { rest };
+            modules.extend(first_segments(tree).into_iter().take(if tree.starts_with('{') { usize::MAX } else { 1 }));
+        }
+    }
+    for krate in WATCHED_CRATES {
+        let needle = format!("{krate}::");
+        if flat.match_indices(&needle).any(|(i, _)| at_root(i)) {
+            crates.insert((*krate).to_owned());
         }
     }
     (modules, crates)
@@ -74,12 +144,16 @@ fn graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     let mut g: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for file in files {
         let rel = file.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
-        let module = rel.split(['/', '.']).next().unwrap().to_owned();
+        let mut path: Vec<String> = rel.trim_end_matches(".rs").split('/').map(str::to_owned).collect();
+        if path.last().is_some_and(|p| p == "mod") {
+            path.pop();
+        }
+        let module = path[0].clone();
         if ["lib", "main", "layers"].contains(&module.as_str()) {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        let (modules, crates) = names(code_of(&text));
+        let (modules, crates) = names(&code_of(&text), &path);
         let edges = g.entry(module.clone()).or_default();
         for m in modules.into_iter().filter(|m| *m != module) {
             edges.entry(m).or_default().insert(rel.clone());
@@ -147,4 +221,20 @@ fn the_module_graph_has_no_cycle() {
             panic!("import cycle {}:\n{}", cycle.join(" → "), files.join("\n"));
         }
     }
+}
+
+#[test]
+fn the_reader_finds_grouped_nested_and_inline_imports() {
+    let code = code_of(
+        "use crate::{ws::hub::Hub,\n    http::{AppState, x}};\nuse super::super::edge::Caller;\nfn f() { crate::store::x(); ::redis::cmd(); axum::Json(1) }\n#[cfg(test)]\nmod tests {\n    use crate::app::Ctx;\n}\n",
+    );
+    let (modules, crates) = names(&code, &["services".into(), "seats".into()]);
+    let modules: Vec<&str> = modules.iter().map(String::as_str).collect();
+    assert_eq!(modules, ["edge", "http", "store", "ws"], "test code is skipped");
+    let crates: Vec<&str> = crates.iter().map(String::as_str).collect();
+    assert_eq!(crates, ["axum", "redis"]);
+    let (inner, _) = names("use super::feed::Feed; use self::x::y;", &["ws".into(), "session".into()]);
+    assert!(inner.is_empty(), "a sibling module is not a top-level one: {inner:?}");
+    let (none, crates) = names("use crate::store::redis::RedisSeatStore;", &["app".into()]);
+    assert_eq!((none.len(), crates.len()), (1, 0), "a module named like a crate is not the crate");
 }

@@ -7,9 +7,8 @@
 //! no content type for, or anything outside `web/`: all of those answer
 //! the JSON 404 of an unknown route.
 //!
-//! `include_dir!` makes cargo rebuild when an embedded file changes, but
-//! not when a new one appears under `web/`: after adding a file, touch this
-//! one (or `cargo clean -p queueticket`) so that the next build embeds it.
+//! `server/build.rs` makes cargo rebuild when any file under `web/`
+//! changes or appears, so the binary always embeds the page as it is.
 
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;

@@ -43,7 +43,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn replace_all(&self, events: Vec<Event>) {
+    fn replace_all(&self, events: Vec<Event>) {
         let map = events.into_iter().map(|e| (EventId::from(e.id.as_str()), Arc::new(e))).collect();
         self.events.store(Arc::new(map));
     }

@@ -17,7 +17,9 @@ pub type PeerId = u64;
 /// Waiting-room news for the sockets of one buyer here.
 pub trait QueueNotices: Send + Sync {
     /// The admitter let `user` in; their waiting sockets here hear it.
-    fn admitted(&self, event: &EventId, user: &UserId, admitted: &Admitted, until_ms: i64);
+    /// `view` is made only when a socket here waits for it: signing a pass
+    /// for a buyer connected to another node would be thrown away.
+    fn admitted(&self, event: &EventId, user: &UserId, until_ms: i64, view: &dyn Fn() -> Admitted);
     /// The window of `user` ended at `now_ms`; their admitted sockets hear
     /// it.
     fn window_ended(&self, event: &EventId, user: &UserId, now_ms: i64);

@@ -18,7 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 use crate::store::StoreResult;
 use crate::store::seats::SeatStore;
-use crate::store::waiting::{JoinOutcome, PlaceStatus, StatusBatch, WaitingRoom};
+use crate::store::waiting::{JoinOutcome, Lease, PlaceStatus, StatusBatch, WaitingRoom};
 
 /// Where a buyer stands: in line, or admitted until a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +133,33 @@ impl QueueService {
         Ok(id)
     }
 
+    /// One admission step of the lease holder: ends the windows that are
+    /// over (telling their sockets here at once, before anything below can
+    /// fail, and releasing their holds), expires holds, drops ghosts and
+    /// admits the head of the line. The number admitted, or `None` when
+    /// the lease was no longer ours (nothing changed).
+    pub async fn admission_step(&self, id: &EventId, lease: Lease, now_ms: i64, max: u64) -> StoreResult<Option<u64>> {
+        let out = self.room.tick(id, lease, now_ms, max).await?;
+        if out.fenced {
+            return Ok(None);
+        }
+        for user in &out.expired {
+            self.notices.window_ended(id, user, now_ms);
+        }
+        for user in &out.expired {
+            self.seats.release_all(id, user, Cause::WindowEnded).await?;
+        }
+        self.seats.expire(id, now_ms, max).await?;
+        self.metrics.admitted.add(out.admitted.len() as u64);
+        self.metrics.dropped_ghosts.add(out.dropped.len() as u64);
+        // Sockets here hear of their admission now; other nodes' sockets on
+        // their next status refresh.
+        for (user, until_ms) in &out.admitted {
+            self.notices.admitted(id, user, *until_ms, &|| self.admitted_view(user, id, *until_ms));
+        }
+        Ok(Some(out.admitted.len() as u64))
+    }
+
     /// The end of the buyer's shopping window for `event`, or `not_admitted`.
     pub async fn require_admission(&self, user: &UserId, event: &str) -> AppResult<(EventId, i64)> {
         let (id, _) = self.catalog.find(event)?;
@@ -199,5 +226,39 @@ mod tests {
         assert!(matches!(k.queue.leave(&user, "no-such-event", None).await, Err(AppError::NotFound("event"))));
         assert!(k.told.0.lock().is_empty());
         assert_eq!(k.queue.metrics.joins.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_admission_step_admits_the_head_ends_windows_and_frees_their_seats() {
+        let k = kit(demo_settings(true)).await;
+        let id = EventId::from(EVENT_ID);
+        for user in ["a", "b"] {
+            k.queue.join(&UserId::from(user), EVENT_ID).await.unwrap();
+        }
+        let now = k.queue.clock.now_ms();
+        let lease = k.queue.room.acquire_lease(&id, "n1", now, 3_000).await.unwrap().unwrap();
+        assert_eq!(k.queue.admission_step(&id, lease, now, 100).await.unwrap(), Some(0), "paused: nobody");
+        k.settings
+            .patch(crate::domain::demo::SELLER_ID, EVENT_ID, &serde_json::from_str(r#"{"paused":false}"#).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(k.queue.admission_step(&id, lease, now, 100).await.unwrap(), Some(2));
+        assert_eq!(*k.told.0.lock(), vec![format!("admitted {id} a"), format!("admitted {id} b")]);
+        assert_eq!(k.queue.metrics.admitted.get(), 2);
+        k.seats.hold(&UserId::from("a"), EVENT_ID, &["A-1-1".into()]).await.unwrap();
+        let (_, until) = k.queue.require_admission(&UserId::from("a"), EVENT_ID).await.unwrap();
+        k.told.0.lock().clear();
+        let later = until + 1;
+        let lease = k.queue.room.acquire_lease(&id, "n1", later, 3_000).await.unwrap().unwrap();
+        assert_eq!(k.queue.admission_step(&id, lease, later, 100).await.unwrap(), Some(0));
+        let told = k.told.0.lock().clone();
+        assert!(told.contains(&format!("window_ended {id} a")), "{told:?}");
+        assert!(k.store.snapshot(EVENT_ID).await.unwrap().taken.is_empty(), "the window's holds end with it");
+        let stale = Lease { token: lease.token - 1 };
+        assert_eq!(
+            k.queue.admission_step(&id, stale, later, 100).await.unwrap(),
+            None,
+            "a stale lease changes nothing"
+        );
     }
 }

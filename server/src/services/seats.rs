@@ -19,7 +19,8 @@ use crate::domain::seats::{BestFilter, HoldRequestError, SeatLayout, SeatStatus,
 use crate::domain::{EventId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
-use crate::store::seats::{HoldRefused, SeatStore};
+use crate::store::StoreResult;
+use crate::store::seats::{HoldRefused, SeatStore, Snapshot};
 
 /// `hold_best` tries this often when someone was faster: each refusal names
 /// seats the node's replica did not know were taken yet, so a buyer racing
@@ -52,6 +53,18 @@ impl SeatService {
             self.maps.install(&id, e.clone(), layout, &snapshot, self.clock.now_ms());
         }
         Ok((id, e))
+    }
+
+    /// The event's seats as the store has them now, for a replica that
+    /// missed diffs.
+    pub async fn snapshot(&self, id: &str) -> StoreResult<Snapshot> {
+        self.store.snapshot(id).await
+    }
+
+    /// The version of the last diff the relay published, for replicas to
+    /// check themselves against.
+    pub async fn relayed_version(&self, id: &str) -> StoreResult<u64> {
+        self.store.relayed_version(id).await
     }
 
     /// The seat map as the store has it now (for REST clients).

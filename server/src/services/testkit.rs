@@ -31,7 +31,7 @@ use crate::store::waiting::memory::MemoryWaitingRoom;
 pub struct Told(pub Mutex<Vec<String>>);
 
 impl QueueNotices for Told {
-    fn admitted(&self, event: &EventId, user: &UserId, _: &Admitted, _: i64) {
+    fn admitted(&self, event: &EventId, user: &UserId, _: i64, _: &dyn Fn() -> Admitted) {
         self.0.lock().push(format!("admitted {event} {user}"));
     }
     fn window_ended(&self, event: &EventId, user: &UserId, _: i64) {

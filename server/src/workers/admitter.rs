@@ -11,7 +11,6 @@ use tracing::{info, warn};
 
 use super::Leases;
 use crate::domain::EventId;
-use crate::domain::events::Cause;
 use crate::domain::queue::RateMeter;
 use crate::services::queue::QueueService;
 use crate::store::StoreResult;
@@ -94,32 +93,14 @@ async fn step(ctx: &Admitter, id: &EventId, state: &mut EventAdmitter, now: i64)
         set_held(ctx, id, lease.is_some());
     }
     let Some(lease) = state.lease else { return Ok(()) };
-    let out = ctx.queue.room.tick(id, lease, now, MAX_BATCH).await?;
-    if out.fenced {
+    let Some(admitted) = ctx.queue.admission_step(id, lease, now, MAX_BATCH).await? else {
         warn!(event = %id, token = lease.token, "admitter lease lost; standing down");
         state.lease = None;
         state.lease_checked_ms = None;
         set_held(ctx, id, false);
         return Ok(());
-    }
-    // Windows end on the server clock: local sockets hear at once (other
-    // nodes' sockets on their next status tick), before anything below can
-    // fail, and the holds end with the window.
-    for user in &out.expired {
-        ctx.queue.notices.window_ended(id, user, now);
-    }
-    for user in &out.expired {
-        ctx.queue.seats.release_all(id, user, Cause::WindowEnded).await?;
-    }
-    ctx.queue.seats.expire(id, now, MAX_BATCH).await?;
-    state.meter.record(now, out.admitted.len() as u64);
-    ctx.queue.metrics.admitted.add(out.admitted.len() as u64);
-    ctx.queue.metrics.dropped_ghosts.add(out.dropped.len() as u64);
-    // Local sockets hear of their admission now; other nodes' sockets on
-    // their next status tick.
-    for (user, until_ms) in &out.admitted {
-        ctx.queue.notices.admitted(id, user, &ctx.queue.admitted_view(user, id, *until_ms), *until_ms);
-    }
+    };
+    state.meter.record(now, admitted);
     if now - state.published_ms >= PUBLISH_STATS_MS
         && let Some(event) = ctx.queue.catalog.get(id)
     {

@@ -115,14 +115,14 @@ async fn maintain(ctx: &Sockets) {
     for (id, _) in chores.probe {
         // Against what was published, not what the store has: a relay that
         // lags under load is not a lost diff.
-        match ctx.seats.store.relayed_version(&id).await {
+        match ctx.seats.relayed_version(&id).await {
             Ok(version) if ctx.feed.probed(&id, version) => resync.push(id),
             Ok(_) => {}
             Err(e) => warn!(event = %id, error = %e, "seat version probe failed"),
         }
     }
     for id in resync {
-        match ctx.seats.store.snapshot(&id).await {
+        match ctx.seats.snapshot(&id).await {
             Ok(snapshot) => {
                 ctx.feed.resync(&id, &snapshot, ctx.clock.now_ms());
                 ctx.metrics.resyncs.inc();

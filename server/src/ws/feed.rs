@@ -61,7 +61,7 @@ impl Live {
         let mut watchers = std::mem::take(&mut self.watchers);
         watchers.retain_mut(|w| {
             let Some(since) = w.behind_since else { return true };
-            let frame = frames[w.format as usize].get_or_insert_with(|| self.snapshot(w.format)).clone();
+            let frame = frames[slot(w.format)].get_or_insert_with(|| self.snapshot(w.format)).clone();
             match w.peer.outbox.push(frame) {
                 Ok(()) => {
                     w.behind_since = None;
@@ -79,7 +79,7 @@ impl Live {
     }
 
     fn snapshot(&mut self, format: Format) -> Utf8Bytes {
-        let slot = format as usize;
+        let slot = slot(format);
         if let Some(frame) = &self.cache[slot] {
             return frame.clone();
         }
@@ -87,6 +87,14 @@ impl Live {
         let frame: Utf8Bytes = encode(&ServerMsg::Seatmap(view), None).into();
         self.cache[slot] = Some(frame.clone());
         frame
+    }
+}
+
+/// The cache slot of a snapshot form.
+fn slot(format: Format) -> usize {
+    match format {
+        Format::Full => 0,
+        Format::Compact => 1,
     }
 }
 

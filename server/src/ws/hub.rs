@@ -1,8 +1,9 @@
 //! This node's registry of joined sockets: which local sockets joined which
 //! event as which buyer, and what each last heard. A buyer's entry lives
 //! while they wait and, once admitted, until their shopping window ends, so
-//! that its sockets hear of the end. The notifier asks the store for all
-//! their places in one batch per event and pushes through here. No lock is
+//! that its sockets hear of the end. The position pushes (`pushes.rs`) ask
+//! the store for all their places in one batch per event and push through
+//! here. No lock is
 //! held across an `.await`.
 
 use std::collections::HashMap;
@@ -297,8 +298,8 @@ impl Hub {
 }
 
 impl QueueNotices for Hub {
-    fn admitted(&self, event: &EventId, user: &UserId, admitted: &Admitted, until_ms: i64) {
-        self.admit(event, user, until_ms, || render::push(&ServerMsg::Admitted(admitted.clone())));
+    fn admitted(&self, event: &EventId, user: &UserId, until_ms: i64, view: &dyn Fn() -> Admitted) {
+        self.admit(event, user, until_ms, || render::push(&ServerMsg::Admitted(view())));
     }
 
     fn window_ended(&self, event: &EventId, user: &UserId, now_ms: i64) {

@@ -1,6 +1,7 @@
 //! The buyer WebSocket: upgrade (authentication and rate limit before any
-//! socket exists), the per-socket session, the local fan-out hub and the
-//! wire types.
+//! socket exists), the per-socket session, this node's fan-out (the hub of
+//! joined sockets, the feed of live seat maps, and the tasks that push
+//! positions and seat diffs) and frames rendered as text.
 
 pub mod diffs;
 pub mod feed;

@@ -198,6 +198,3 @@ impl SeatStore for MemorySeatStore {
         Ok(self.with(event, |e| e.relay.as_ref().map_or(0, |(_, v)| *v)))
     }
 }
-
-#[cfg(test)]
-mod tests {}
