@@ -2,6 +2,8 @@
 //! carries the whole journey; sellers use REST. See `docs/architecture.md`.
 
 pub mod app;
+#[cfg(test)]
+mod arbitrary;
 pub mod auth;
 pub mod bus;
 pub mod clock;

@@ -33,6 +33,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
+#[path = "../src/arbitrary.rs"]
+mod arbitrary;
+use arbitrary::Shape;
+
 const EVENT: &str = "demo-live";
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -310,21 +314,7 @@ fn json_of(req: &Request, r: &Reply) -> Result<Value, TestCaseError> {
 // ------------------------------------------------------------ strategies
 
 fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        any::<String>().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 32, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(any::<String>(), inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    arbitrary::arb_json(Shape { depth: 4, size: 32, width: 6 }, any::<String>().boxed(), None)
 }
 
 /// The settings a patch may name, with their documented ranges.

@@ -213,8 +213,8 @@ impl Feed {
             if live.pending.is_empty() {
                 continue;
             }
-            let diff: Utf8Bytes = seats_frame(event, live.replica.version, &live.pending).into();
-            live.pending.clear();
+            let changes = std::mem::take(&mut live.pending);
+            let diff: Utf8Bytes = seats_frame(event, live.replica.version, changes).into();
             // The compact map has a letter per seat, so only a diff longer
             // than twice that can lose to it.
             let compact_map = (diff.len() > 2 * live.layout.len())

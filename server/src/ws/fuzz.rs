@@ -26,7 +26,9 @@ use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 
-use super::protocol::{error_frame, parse, parse_req};
+use super::protocol::{parse, parse_req};
+use super::render::error_frame;
+use crate::arbitrary::Shape;
 use crate::error::{ErrorCode, HttpStatus};
 
 /// Cases per property: `QT_FUZZ_CASES`, or 256.
@@ -151,21 +153,8 @@ fn check(text: &str) -> Result<Option<ClientMsg>, TestCaseError> {
 // ------------------------------------------------------------ strategies
 
 fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from), // NaN and infinities become null
-        any::<String>().prop_map(Value::String),
-        prop::sample::select(TYPES).prop_map(Value::from),
-    ];
-    leaf.prop_recursive(6, 64, 8, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            prop::collection::btree_map(key(), inner, 0..8).prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    let shape = Shape { depth: 6, size: 64, width: 8 };
+    crate::arbitrary::arb_json(shape, key().boxed(), Some(prop::sample::select(TYPES).prop_map(Value::from).boxed()))
 }
 
 /// Object keys: mostly the protocol's own names, sometimes anything.

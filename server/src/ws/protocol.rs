@@ -4,7 +4,6 @@
 pub use qt_protocol::client::parse_req;
 use qt_protocol::{ClientMsg, Req};
 
-pub use super::render::error_frame;
 use crate::error::AppError;
 
 /// Parses a text frame. On failure the error still carries the frame's
@@ -18,6 +17,7 @@ pub fn parse(text: &str) -> (Option<Req>, Result<ClientMsg, AppError>) {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+    use crate::ws::render::error_frame;
 
     #[test]
     fn read_errors_are_bad_requests_under_their_req() {

@@ -8,10 +8,6 @@ use qt_protocol::{Req, ServerMsg, encode};
 use crate::domain::seats::SeatChange;
 use crate::error::AppError;
 
-pub fn frame(msg: &ServerMsg, req: Option<&Req>) -> String {
-    encode(msg, req)
-}
-
 /// A push (no `req`), ready for an outbox.
 pub fn push(msg: &ServerMsg) -> Utf8Bytes {
     encode(msg, None).into()
@@ -27,6 +23,6 @@ pub fn left(event: &str, reason: LeftReason) -> Utf8Bytes {
 }
 
 /// A `seats` diff frame.
-pub fn seats_frame(event: &str, version: u64, changes: &[SeatChange]) -> String {
-    encode(&ServerMsg::Seats(Seats { event: event.to_owned(), version, changes: changes.to_vec() }), None)
+pub fn seats_frame(event: &str, version: u64, changes: Vec<SeatChange>) -> String {
+    encode(&ServerMsg::Seats(Seats { event: event.to_owned(), version, changes }), None)
 }

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use qt_protocol::frames::{Closing, Hello, Left, LeftReason, Unwatched};
-use qt_protocol::{ClientMsg, PROTOCOL_VERSION, Req, ServerMsg};
+use qt_protocol::{ClientMsg, PROTOCOL_VERSION, Req, ServerMsg, encode};
 use tracing::debug;
 
 use super::Sockets;
 use super::hub::Peer;
 use super::outbox::{CLOSE_POLICY, CLOSE_RESTART, Kill, Next};
-use super::protocol::{self, error_frame};
-use super::render::{frame, push};
+use super::protocol;
+use super::render::{error_frame, push};
 use crate::auth::Identity;
 use crate::clock::rfc3339;
 use crate::domain::EventId;
@@ -51,7 +51,7 @@ pub async fn run(ctx: Arc<Sockets>, who: Identity, mut ws: WebSocket) {
     let mut s = Session { ctx: ctx.clone(), who, peer, joined: Vec::new(), watching: Vec::new(), budget };
     let hello =
         Hello { user: s.who.user.to_string(), server_time: rfc3339(ctx.clock.now_ms()), protocol: PROTOCOL_VERSION };
-    let hello = frame(&ServerMsg::Hello(hello), None);
+    let hello = encode(&ServerMsg::Hello(hello), None);
     if s.send(&mut ws, hello.into()).await {
         s.serve(&mut ws).await;
     }
@@ -78,7 +78,7 @@ impl Session {
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => {
                     let bye = Closing { reason: "server shutting down".into(), reconnect_after_ms: RECONNECT_AFTER_MS };
-                    let bye = frame(&ServerMsg::Closing(bye), None);
+                    let bye = encode(&ServerMsg::Closing(bye), None);
                     if self.send(ws, bye.into()).await {
                         close(ws, Kill { code: CLOSE_RESTART, reason: "restarting" }).await;
                     }
@@ -145,7 +145,7 @@ impl Session {
 
     async fn dispatch(&mut self, msg: ClientMsg, req: Option<&Req>) -> Result<Vec<String>, AppError> {
         let user = self.who.user.clone();
-        let reply = |msg: ServerMsg| Ok(vec![frame(&msg, req)]);
+        let reply = |msg: ServerMsg| Ok(vec![encode(&msg, req)]);
         match msg {
             ClientMsg::Ping => reply(ServerMsg::Pong),
             ClientMsg::Join { event } => {
