@@ -13,9 +13,10 @@ use rdkafka::mocking::MockCluster;
 
 #[derive(Debug, Args)]
 pub struct KafkaMockArgs {
-    /// Topic to create.
-    #[arg(long, default_value = "qt.seat-diffs")]
-    pub topic: String,
+    /// Topics to create (repeat the flag for more, e.g. the seat diffs and
+    /// the coupon claims).
+    #[arg(long = "topic", default_value = "qt.seat-diffs")]
+    pub topics: Vec<String>,
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
     #[arg(long, default_value_t = 1)]
@@ -26,9 +27,11 @@ pub fn run(a: &KafkaMockArgs) -> anyhow::Result<()> {
     ensure!((1..=16).contains(&a.brokers), "--brokers must be 1..=16");
     ensure!((1..=1_000).contains(&a.partitions), "--partitions must be 1..=1000");
     let cluster = MockCluster::new(a.brokers).context("cannot start librdkafka's mock cluster")?;
-    cluster
-        .create_topic(&a.topic, a.partitions, a.brokers.min(3))
-        .with_context(|| format!("cannot create topic {}", a.topic))?;
+    for topic in &a.topics {
+        cluster
+            .create_topic(topic, a.partitions, a.brokers.min(3))
+            .with_context(|| format!("cannot create topic {topic}"))?;
+    }
     let servers = cluster.bootstrap_servers();
     ensure!(
         servers.split(',').all(|s| s.starts_with("127.") || s.starts_with("localhost")),
@@ -38,7 +41,12 @@ pub fn run(a: &KafkaMockArgs) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{servers}").and_then(|()| out.flush()).context("cannot print the bootstrap servers")?;
     }
-    eprintln!("kafka-mock: {} broker(s) at {servers}, topic {} ({} partitions)", a.brokers, a.topic, a.partitions);
+    eprintln!(
+        "kafka-mock: {} broker(s) at {servers}, topics {} ({} partitions each)",
+        a.brokers,
+        a.topics.join(", "),
+        a.partitions
+    );
     // Until stdin closes (or we are killed); what arrives on it is ignored.
     let mut sink = [0u8; 256];
     let mut stdin = std::io::stdin().lock();

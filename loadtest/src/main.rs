@@ -9,14 +9,19 @@
 //!   while admitted buyers hold and release seats at a set rate; it reports
 //!   hold latency, diff delay to watchers, and whether every watcher's map
 //!   ends equal to the store's.
+//! - `claims` is the coupon-claim storm: many buyers claim one campaign's
+//!   coupons at one moment; it reports claims per second and latency, and
+//!   audits what buyers were told against the seller's count, the database
+//!   and Redis (no over-issue, no lost claim).
 //! - `kafka-mock` runs librdkafka's mock cluster, a stand-in broker for
 //!   the server's Kafka mode on a machine without Kafka.
 //! - `smoke` is one guest buyer for a human to watch.
-//! - `worker` (hidden) is a child process of `surge` or `seats`.
+//! - `worker` (hidden) is a child process of `surge`, `seats` or `claims`.
 //!
 //! Every process runs a single-threaded runtime: the server under test
 //! shares the machine, so the load generator must stay lean.
 
+mod claims;
 mod common;
 mod kafkamock;
 mod seats;
@@ -32,7 +37,7 @@ use crate::common::worker;
 #[command(
     name = "qt-load",
     version,
-    about = "Load generator for QueueTicket: waiting room and seat map (loopback only)."
+    about = "Load generator for QueueTicket: waiting room, seat map and coupon claims (loopback only)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,11 +50,13 @@ enum Cmd {
     Surge(surge::SurgeArgs),
     /// Seat-map benchmark: watchers follow the map while holders hold and release.
     Seats(seats::SeatsArgs),
+    /// Coupon-claim storm: buyers claim one campaign's coupons at once; audit the outcome.
+    Claims(claims::ClaimsArgs),
     /// Run librdkafka's mock cluster; print its bootstrap servers; stop when stdin closes.
     KafkaMock(kafkamock::KafkaMockArgs),
     /// One guest buyer: hello, join, and what the server pushes.
     Smoke(smoke::SmokeArgs),
-    /// A worker process of `surge` or `seats`, driven over stdin/stdout.
+    /// A worker process of `surge`, `seats` or `claims`, driven over stdin/stdout.
     #[command(hide = true)]
     Worker {
         /// The benchmark whose commands it serves.
@@ -62,6 +69,7 @@ enum Cmd {
 enum Bench {
     Surge,
     Seats,
+    Claims,
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -73,10 +81,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Surge(args) => rt.block_on(surge::run(args)),
         Cmd::Seats(args) => rt.block_on(seats::run(args)),
+        Cmd::Claims(args) => rt.block_on(claims::run(args)),
         Cmd::KafkaMock(_) => unreachable!("handled above"),
         Cmd::Smoke(args) => rt.block_on(smoke::run(args)),
         Cmd::Worker { bench: Bench::Surge } => worker::run::<surge::worker::SurgeWorker>(rt),
         Cmd::Worker { bench: Bench::Seats } => worker::run::<seats::worker::SeatsWorker>(rt),
+        Cmd::Worker { bench: Bench::Claims } => worker::run::<claims::worker::ClaimsWorker>(rt),
     }
 }
 
@@ -98,24 +108,28 @@ mod tests {
     /// reach its benchmark's worker.
     #[test]
     fn workers_are_started_by_the_names_their_coordinators_use() {
-        for (name, bench) in [(surge::wire::Command::BENCH, Bench::Surge), (seats::wire::Command::BENCH, Bench::Seats)]
-        {
+        for (name, bench) in [
+            (surge::wire::Command::BENCH, Bench::Surge),
+            (seats::wire::Command::BENCH, Bench::Seats),
+            (claims::wire::Command::BENCH, Bench::Claims),
+        ] {
             let cli = Cli::try_parse_from(["qt-load", "worker", name]).unwrap();
             assert!(matches!(cli.command, Cmd::Worker { bench: b } if b == bench), "{name}");
         }
         assert!(Cli::try_parse_from(["qt-load", "worker"]).is_err());
     }
 
-    /// The shared flags are the same on both benchmarks.
+    /// The shared flags are the same on every benchmark.
     #[test]
-    fn both_benchmarks_take_the_shared_flags() {
+    fn every_benchmark_takes_the_shared_flags() {
         let shared = ["--url", "http://127.0.0.1:9", "--event", "e", "--seller", "s", "--secret", "0123456789abcdef"];
         let more = ["--procs", "2", "--source-ips", "127.0.0.2", "--ramp-timeout-s", "9", "--out", "/tmp/x"];
-        for cmd in ["surge", "seats"] {
+        for cmd in ["surge", "seats", "claims"] {
             let args = ["qt-load", cmd].into_iter().chain(shared).chain(more);
             let run = match Cli::try_parse_from(args).unwrap().command {
                 Cmd::Surge(a) => a.run,
                 Cmd::Seats(a) => a.run,
+                Cmd::Claims(a) => a.run,
                 other => panic!("{other:?}"),
             };
             assert_eq!((run.url.as_str(), run.event.as_str(), run.seller.as_str()), ("http://127.0.0.1:9", "e", "s"));

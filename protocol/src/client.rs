@@ -64,6 +64,12 @@ pub enum ClientMsg {
     ClaimCoupon {
         campaign: String,
     },
+    /// The buyer's own unused, valid coupons; with `event`, only those
+    /// that apply to it.
+    Coupons {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
     Checkout {
         event: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
+    /// The request clashes with what exists (an id taken, an object in use).
+    Conflict,
 }
 
 /// What went wrong, with the details some codes carry.
@@ -38,11 +40,15 @@ pub struct ErrorBody {
     pub max: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<u32>,
+    /// `bad_request` from a validation: each field that is wrong, and what
+    /// is wrong with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), seats: None, max: None, held: None }
+        Self { code, message: message.into(), seats: None, max: None, held: None, fields: None }
     }
 }
 

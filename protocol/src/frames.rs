@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::client::Req;
+use crate::coupons::{CouponView, Coupons};
 use crate::error::ErrorBody;
 
 /// Every message a server sends on the buyer socket.
@@ -24,6 +25,8 @@ pub enum ServerMsg {
     Released(Released),
     HoldExpired(HoldExpired),
     Unwatched(Unwatched),
+    Coupon(CouponView),
+    Coupons(Coupons),
 }
 
 impl ServerMsg {
@@ -43,6 +46,8 @@ impl ServerMsg {
             ServerMsg::Released(_) => "released",
             ServerMsg::HoldExpired(_) => "hold_expired",
             ServerMsg::Unwatched(_) => "unwatched",
+            ServerMsg::Coupon(_) => "coupon",
+            ServerMsg::Coupons(_) => "coupons",
         }
     }
 }

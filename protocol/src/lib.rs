@@ -6,6 +6,7 @@
 //! Pure data: serde, no I/O, no server types.
 
 pub mod client;
+pub mod coupons;
 pub mod error;
 pub mod frames;
 pub mod rest;

@@ -27,10 +27,15 @@ use crate::http::serve::{ServeSettings, serve};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
+use crate::services::coupons::CouponService;
 use crate::services::queue::QueueService;
 use crate::services::seats::SeatService;
 use crate::services::settings::SettingsService;
 use crate::store::StoreError;
+use crate::store::coupons::CouponClaims;
+use crate::store::coupons::claim_log::{ClaimLog, ClaimWriter};
+use crate::store::coupons::memory::{GroupCommit, MemoryCouponClaims};
+use crate::store::coupons::redis::RedisCouponClaims;
 use crate::store::seats::SeatStore;
 use crate::store::seats::memory::MemorySeatStore;
 use crate::store::seats::redis::RedisSeatStore;
@@ -110,6 +115,7 @@ pub fn build_auth(cfg: &ServerConfig) -> Result<Auth, StartError> {
 /// dependencies.
 struct Built {
     state: AppState,
+    claim_worker: ClaimWorker,
     bus: Arc<dyn SeatBus>,
     admitter: Arc<Admitter>,
     relay: Arc<Relay>,
@@ -122,17 +128,26 @@ async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, 
     let auth = Arc::new(build_auth(&cfg)?);
     let clock = Clock::system();
     let sql = SqlStore::connect(&cfg.database_url()).await?;
-    if cfg.demo_enabled() && sql.seed_demo(clock.now_ms()).await? {
-        info!("seeded the demo seller, hall and event");
-    }
-    let (room, store): (Arc<dyn WaitingRoom>, Arc<dyn SeatStore>) = match &cfg.redis_url {
-        Some(url) => {
-            let conn = crate::store::redis_connection(url).await?;
-            (
-                Arc::new(RedisWaitingRoom::with_connection(conn.clone(), &cfg.redis_prefix)),
-                Arc::new(RedisSeatStore::new(conn, &cfg.redis_prefix)),
-            )
+    if cfg.demo_enabled() {
+        if sql.seed_demo(clock.now_ms()).await? {
+            info!("seeded the demo seller, hall and event");
         }
+        // Also on a data directory from before campaigns existed.
+        for c in crate::domain::demo::campaigns(clock.now_ms()) {
+            if sql.insert_campaign(&c).await? {
+                info!(campaign = %c.id, "seeded a demo coupon campaign");
+            }
+        }
+    }
+    let redis = match &cfg.redis_url {
+        Some(url) => Some(crate::store::redis_connection(url).await?),
+        None => None,
+    };
+    let (room, store): (Arc<dyn WaitingRoom>, Arc<dyn SeatStore>) = match &redis {
+        Some(conn) => (
+            Arc::new(RedisWaitingRoom::with_connection(conn.clone(), &cfg.redis_prefix)),
+            Arc::new(RedisSeatStore::new(conn.clone(), &cfg.redis_prefix)),
+        ),
         None => (Arc::new(MemoryWaitingRoom::new()), Arc::new(MemorySeatStore::new())),
     };
     let node_id = cfg.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
@@ -171,9 +186,13 @@ async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, 
         clock,
         metrics: metrics.clone(),
     });
+    let (claims, claim_worker) = coupon_claims(&cfg, &metrics, redis.as_ref(), &sql).await?;
+    let coupons = Arc::new(CouponService::new(sql.clone(), claims, catalog.clone(), clock, metrics.clone()));
+    coupons.reload().await?;
     let sockets = Arc::new(Sockets {
         queue: queue.clone(),
         seats: seats.clone(),
+        coupons: coupons.clone(),
         catalog: catalog.clone(),
         hub: hub.clone(),
         feed,
@@ -195,8 +214,37 @@ async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, 
         shutdown: shutdown.clone(),
     });
     let relay = Arc::new(Relay { seats: store, bus: bus.clone(), leases, metrics: metrics.clone(), shutdown });
-    let state = AppState { cfg, auth, limits, metrics, catalog, queue, seats, settings, sockets, hub };
-    Ok(Built { state, bus, admitter, relay, sql })
+    let state = AppState { cfg, auth, limits, metrics, catalog, queue, seats, coupons, settings, sockets, hub };
+    Ok(Built { state, claim_worker, bus, admitter, relay, sql })
+}
+
+/// The coupon-claim store and the worker that makes its claims durable.
+enum ClaimWorker {
+    /// Embedded: claims committed to SQL in groups before they are answered.
+    GroupCommit(Arc<GroupCommit>),
+    /// Distributed: the consumer that writes logged claims to Postgres.
+    Writer(Arc<ClaimWriter>),
+}
+
+/// With Redis and Kafka: counts in Redis, each claim logged to Kafka before
+/// it is answered and written to Postgres by the writers. Otherwise counts
+/// in process, each claim committed to SQL (with every other claim queued
+/// with it) before it is answered; with several nodes on one Postgres that
+/// stays exact, as the database refuses what a node's counts got wrong.
+async fn coupon_claims(
+    cfg: &ServerConfig,
+    metrics: &Metrics,
+    redis: Option<&redis::aio::ConnectionManager>,
+    sql: &SqlStore,
+) -> Result<(Arc<dyn CouponClaims>, ClaimWorker), StartError> {
+    if let (Some(conn), Some(brokers)) = (redis, &cfg.kafka_brokers) {
+        let log = Arc::new(ClaimLog::connect(brokers, &cfg.kafka_coupon_topic, cfg.kafka_partitions).await?);
+        let writer = Arc::new(ClaimWriter::new(&log, sql.clone(), metrics.coupon_claims_refused_by_db.clone()));
+        let claims = RedisCouponClaims::new(conn.clone(), &cfg.redis_prefix, log, sql.clone());
+        return Ok((Arc::new(claims), ClaimWorker::Writer(writer)));
+    }
+    let (claims, writer) = MemoryCouponClaims::new(sql.clone(), metrics.coupon_claims_refused_by_db.clone());
+    Ok((Arc::new(claims), ClaimWorker::GroupCommit(Arc::new(writer))))
 }
 
 /// Connections the kernel queues while the server accepts: a surge of
@@ -221,7 +269,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let shutdown_token = CancellationToken::new();
-    let Built { state, bus, admitter, relay, sql } = build(cfg, shutdown_token.clone()).await?;
+    let Built { state, claim_worker, bus, admitter, relay, sql } = build(cfg, shutdown_token.clone()).await?;
     let cfg = state.cfg.clone();
     let addr = listener.local_addr().map_err(io_err("listener has no address"))?;
     let metrics_listener = match cfg.metrics_listen {
@@ -238,6 +286,19 @@ pub async fn run(
     let t = token.clone();
     workers::supervise(&workers, token.clone(), "catalog-refresh", move || {
         workers::catalog_refresh::run(settings.clone(), limits.clone(), t.clone())
+    });
+    let t = token.clone();
+    match claim_worker {
+        ClaimWorker::GroupCommit(writer) => {
+            workers::supervise(&workers, token.clone(), "coupon-commit", move || writer.clone().run(t.clone()))
+        }
+        ClaimWorker::Writer(writer) => workers::supervise(&workers, token.clone(), "coupon-writer", move || {
+            workers::coupon_writer::run(writer.clone(), t.clone())
+        }),
+    }
+    let (coupons, t) = (state.coupons.clone(), token.clone());
+    workers::supervise(&workers, token.clone(), "campaign-refresh", move || {
+        crate::workers::campaign_refresh::run(coupons.clone(), t.clone())
     });
     let (sockets, tick) = (state.sockets.clone(), Duration::from_millis(cfg.notify_tick_ms));
     workers::supervise(&workers, token.clone(), "pushes", move || crate::ws::pushes::run(sockets.clone(), tick));

@@ -108,6 +108,12 @@ pub struct ServerConfig {
     #[arg(long, env = "QT_KAFKA_PARTITIONS", default_value_t = 12, global = true)]
     pub kafka_partitions: i32,
 
+    /// Topic of coupon claims (keyed by campaign id), from the node that
+    /// answered a claim to the writer that stores it in Postgres. Used with
+    /// Redis and Kafka both set.
+    #[arg(long, env = "QT_KAFKA_COUPON_TOPIC", default_value = "qt.coupon-claims", global = true)]
+    pub kafka_coupon_topic: String,
+
     /// Prefix of every Redis key, so several deployments can share a Redis.
     #[arg(long, env = "QT_REDIS_PREFIX", default_value = "qt", global = true)]
     pub redis_prefix: String,

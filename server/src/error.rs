@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use thiserror::Error;
 
 use crate::auth::AuthError;
+use crate::domain::coupons::FieldErrors;
 use crate::domain::queue::InvalidSetting;
 use crate::domain::seats::HoldRequestError;
 use crate::store::StoreError;
@@ -29,7 +30,9 @@ impl HttpStatus for ErrorCode {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::NotAdmitted => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::SeatUnavailable | Self::HoldLimit | Self::SoldOut | Self::AlreadyClaimed => StatusCode::CONFLICT,
+            Self::SeatUnavailable | Self::HoldLimit | Self::SoldOut | Self::AlreadyClaimed | Self::Conflict => {
+                StatusCode::CONFLICT
+            }
             Self::NotActive | Self::OrderExpired => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -67,6 +70,16 @@ pub enum AppError {
     HoldLimit { held: u32, max: u32 },
     #[error(transparent)]
     HoldRequest(#[from] HoldRequestError),
+    #[error("every coupon of this campaign has been claimed")]
+    CouponSoldOut,
+    #[error("you already have a coupon from this campaign")]
+    AlreadyClaimed,
+    #[error("{0}")]
+    NotActive(String),
+    #[error(transparent)]
+    Invalid(#[from] FieldErrors),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl AppError {
@@ -87,6 +100,11 @@ impl AppError {
             Self::HoldLimit { .. } | Self::HoldRequest(HoldRequestError::TooMany(_)) => ErrorCode::HoldLimit,
             Self::HoldRequest(HoldRequestError::Unknown(_)) => ErrorCode::NotFound,
             Self::HoldRequest(_) => ErrorCode::BadRequest,
+            Self::CouponSoldOut => ErrorCode::SoldOut,
+            Self::AlreadyClaimed => ErrorCode::AlreadyClaimed,
+            Self::NotActive(_) => ErrorCode::NotActive,
+            Self::Invalid(_) => ErrorCode::BadRequest,
+            Self::Conflict(_) => ErrorCode::Conflict,
         }
     }
 
@@ -127,6 +145,7 @@ impl AppError {
                 body.held = Some(*held);
             }
             Self::HoldRequest(HoldRequestError::TooMany(max)) => body.max = Some(*max),
+            Self::Invalid(FieldErrors(fields)) => body.fields = Some(fields.clone()),
             _ => {}
         }
         body

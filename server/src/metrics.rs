@@ -11,7 +11,9 @@ use procfs::WithCurrentSystemInfo;
 use procfs::process::Process;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::{self, ConstCounter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{self, ConstGauge};
 use prometheus_client::registry::{Registry, Unit};
 use tracing::warn;
@@ -61,6 +63,35 @@ impl Gauge {
     }
 }
 
+/// How a coupon claim ended, as the `outcome` label says it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ClaimOutcome {
+    issued,
+    sold_out,
+    already_claimed,
+    not_active,
+    unavailable,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: ClaimOutcome,
+}
+
+/// Coupon claims by outcome.
+#[derive(Clone, Debug, Default)]
+pub struct ClaimCounts(Family<OutcomeLabel, counter::Counter>);
+
+impl ClaimCounts {
+    pub fn inc(&self, outcome: ClaimOutcome) {
+        self.0.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+    pub fn get(&self, outcome: ClaimOutcome) -> u64 {
+        self.0.get_or_create(&OutcomeLabel { outcome }).get()
+    }
+}
+
 /// The server's counters (each field's doc names its sample) and the
 /// registry that writes them with the process's figures.
 #[derive(Debug)]
@@ -94,6 +125,11 @@ pub struct Metrics {
     pub diffs_applied: Counter,
     /// `qt_seatmap_resyncs_total`
     pub resyncs: Counter,
+    /// `qt_coupon_claims_total{outcome}`
+    pub coupon_claims: ClaimCounts,
+    /// `qt_coupon_claims_refused_by_db_total`: claims the live store let
+    /// through and the database refused (it must stay 0).
+    pub coupon_claims_refused_by_db: Counter,
     /// `qt_local_waiters`: the hub owns that count, so [`Metrics::render`]
     /// takes it and sets this just before writing.
     local_waiters: gauge::Gauge<u64, std::sync::atomic::AtomicU64>,
@@ -148,6 +184,16 @@ impl Default for Metrics {
                 "Seat diffs applied to this node's replicas",
             ),
             resyncs: Counter::registered(&mut r, "qt_seatmap_resyncs", "Replicas reloaded from the store after a gap"),
+            coupon_claims: {
+                let c = ClaimCounts::default();
+                r.register("qt_coupon_claims", "Coupon claims answered, by outcome", c.0.clone());
+                c
+            },
+            coupon_claims_refused_by_db: Counter::registered(
+                &mut r,
+                "qt_coupon_claims_refused_by_db",
+                "Claims the live store issued and the database refused",
+            ),
             registry: {
                 r.register_collector(Box::new(ProcessCollector));
                 r
@@ -224,7 +270,7 @@ mod tests {
     use super::{Metrics, process_usage};
 
     /// Every sample `/metrics` had before prometheus-client, with its help.
-    const EXPORTED: [(&str, &str); 17] = [
+    const EXPORTED: [(&str, &str); 18] = [
         ("process_resident_memory_bytes", "Resident set size."),
         ("process_cpu_seconds_total", "User and system CPU time."),
         ("qt_sockets_open", "Open buyer WebSockets on this node."),
@@ -242,6 +288,7 @@ mod tests {
         ("qt_diffs_relayed_total", "Seat diffs published to the bus by this node."),
         ("qt_diffs_applied_total", "Seat diffs applied to this node's replicas."),
         ("qt_seatmap_resyncs_total", "Replicas reloaded from the store after a gap."),
+        ("qt_coupon_claims_refused_by_db_total", "Claims the live store issued and the database refused."),
     ];
 
     /// Sample lines by name, read as loadtest reads them.

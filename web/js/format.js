@@ -25,10 +25,15 @@ export function formatClock(ms) {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
 }
 
+/** "VIP", "VIP and R", "VIP, R and S". */
+export function formatList(items) {
+  if (items.length <= 1) return items.join('');
+  return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
 /** "C-1-3", "C-1-3 and C-1-4", "C-1-3, C-1-4 and C-1-5". */
 export function formatSeatList(ids) {
-  if (ids.length <= 1) return ids.join('');
-  return `${ids.slice(0, -1).join(', ')} and ${ids[ids.length - 1]}`;
+  return formatList(ids);
 }
 
 /**
@@ -41,6 +46,7 @@ export class Format {
   #number;
   #date;
   #time;
+  #zoned;
   /** Currency formatters by currency code, made on first use. */
   #money = new Map();
 
@@ -51,6 +57,9 @@ export class Format {
       weekday: 'short', day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', timeZone,
     });
     this.#time = new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', timeZone });
+    this.#zoned = new Intl.DateTimeFormat(locale, {
+      weekday: 'short', day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', timeZone, timeZoneName: 'short',
+    });
   }
 
   number(n) {
@@ -60,6 +69,12 @@ export class Format {
   /** An ISO timestamp as a day and a time. */
   date(iso) {
     return this.#date.format(new Date(iso));
+  }
+
+  /** An ISO timestamp as a day and a time with its time zone, for times a
+   *  buyer acts on later and maybe elsewhere (a coupon's expiry). */
+  dateWithZone(iso) {
+    return this.#zoned.format(new Date(iso));
   }
 
   /** A moment (ms since the epoch) as a time of day. */

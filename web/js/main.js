@@ -1,12 +1,13 @@
 // QueueTicket buyer page: a guest identity, the events on sale, the live
-// waiting room, and the live seat map with seat holds, all over the buyer
-// WebSocket (wire contract, protocol 1).
+// waiting room, the live seat map with seat holds, and coupons to claim,
+// all over the buyer WebSocket (wire contract, protocol 1.1).
 //
 // The entry module: it finds the page's elements, makes the parts and
 // wires the browser's events to them. Formatting, the seat-map model and
-// the queue view are pure (format.js, seatmap.js, queue-view.js); the
-// socket, REST and storage each have a module; state lives in the Page
-// (page.js) and its Seats (seats.js); render.js and canvas.js draw.
+// the queue view and the coupon words are pure (format.js, seatmap.js,
+// queue-view.js, coupons.js); the socket, REST and storage each have a
+// module; state lives in the Page (page.js), its Seats (seats.js) and its
+// CouponPanel (coupon-panel.js); render.js and canvas.js draw.
 
 import { SeatCanvas } from './canvas.js';
 import { Format } from './format.js';
@@ -36,6 +37,7 @@ const view = new View({
     unselect: (id) => page.seats.unselect(id),
     release: (seats) => page.seats.release(seats),
     showOnMap: (seats) => page.seats.showOnMap(seats),
+    claim: (campaign) => page.coupons.claim(campaign),
   },
 });
 const page = new Page({ view, canvas, format });
@@ -45,6 +47,8 @@ $('leave').addEventListener('click', () => page.leaveQueue());
 $('back').addEventListener('click', () => page.forgetPlace());
 $('alert-close').addEventListener('click', () => view.hideAlert());
 window.addEventListener('online', () => page.socket.reconnectNow());
+// The offers are read again every few seconds only while someone looks.
+document.addEventListener('visibilitychange', () => page.coupons.onVisibility(document.visibilityState === 'visible'));
 
 const map = $('seat-canvas');
 map.addEventListener('click', (e) => seats.onClick(e));

@@ -1,9 +1,11 @@
 // The buyer's visit: a guest identity, the events on sale, the place in a
 // queue and its phases (joining, waiting, admitted, expired), the socket
 // and what each frame from it means. It owns that state and hands the seat
-// side to its Seats; the View draws what it is given.
+// side to its Seats and the coupons to its CouponPanel; the View draws
+// what it is given.
 
 import { api, forgetGuest, guestIdentity } from './api.js';
+import { CouponPanel } from './coupon-panel.js';
 import { describeError } from './errors.js';
 import { leaveQuestion, leftNotice, progressStart } from './queue-view.js';
 import { Seats } from './seats.js';
@@ -15,6 +17,8 @@ export class Page {
   socket;
   /** The seat panel: the map of the place's event and the buyer's seats. */
   seats;
+  /** The coupon panel: the offers of the events in view and the buyer's coupons. */
+  coupons;
   /** `{event, name, currency, start, until?}` (see KEYS.place), or null. */
   place = loadJson(KEYS.place);
   /** browse | joining | waiting | admitted | expired */
@@ -51,12 +55,16 @@ export class Page {
         // An upgrade refused for a bad token looks like any failed connect
         // to a browser; after two in a row ask REST whether the token is why.
         if (!wasOpen && ++this.#failedOpens >= 2) this.#checkToken();
-        if (wasOpen) this.seats.render(); // no holds or releases until we are back
+        if (wasOpen) {
+          this.seats.render(); // no holds or releases until we are back
+          this.coupons.render();
+        }
       },
       onPush: (frame) => this.applyFrame(frame),
       onFailure: (err) => view.alert(describeError(err), 'connect'),
     });
     this.seats = new Seats({ page: this, socket: this.socket, view, canvas, format });
+    this.coupons = new CouponPanel({ page: this, socket: this.socket, view, format });
     // A reload re-joins the same place, unless the shopping window it had
     // has ended meanwhile: joining then would silently queue the buyer again.
     if (this.place?.until && this.place.until <= Date.now()) {
@@ -71,8 +79,14 @@ export class Page {
   start() {
     this.render();
     this.#loadEvents();
+    this.coupons.start();
     this.socket.start();
     setInterval(() => this.#tick(), 1000);
+  }
+
+  /** The events on sale, from GET /api/v1/events (empty until loaded). */
+  get events() {
+    return this.#events;
   }
 
   serverNow() {
@@ -163,6 +177,12 @@ export class Page {
       case 'hold_expired':
         if (ours) this.seats.onHoldExpired(frame);
         break;
+      case 'coupons':
+        this.coupons.onCoupons(frame);
+        break;
+      case 'coupon':
+        this.coupons.onCoupon(frame);
+        break;
       case 'error':
         this.#view.alert(describeError(frame));
         break;
@@ -186,6 +206,7 @@ export class Page {
       now: this.serverNow(),
     });
     this.seats.render();
+    this.coupons.render();
   }
 
   #renderConnection() {
@@ -204,6 +225,7 @@ export class Page {
       this.seats.watch();
     }
     this.seats.render(); // hold buttons work again
+    this.coupons.onOpen(); // the buyer's coupons, afresh
   }
 
   async #socketUrl() {

@@ -1,10 +1,11 @@
 // Everything the page writes into the document: the connection line, the
-// event list, the waiting room, the seat panel's words and lists, alerts.
+// event list, the waiting room, the seat panel's words and lists, the
+// coupon panel, alerts.
 // A View is handed what to show each time; it keeps only what it needs to
 // skip redoing unchanged parts. What a click means comes back through the
 // `actions` it was made with.
 
-import { formatClock, formatSeatList } from './format.js';
+import { formatClock, formatList, formatSeatList } from './format.js';
 import { admittedPanel, pageTitle, queuePanel } from './queue-view.js';
 
 // style.css defines this many tier colours (--tier-1…); more tiers reuse them.
@@ -27,7 +28,7 @@ export class View {
   #format;
   /** The seat map's SeatCanvas, shown and cleared with the seat panel. */
   #canvas;
-  /** `{join(event), unselect(id), release(seats), showOnMap(seats)}` */
+  /** `{join(event), unselect(id), release(seats), showOnMap(seats), claim(campaign)}` */
   #actions;
   /** The event list drawn: rebuilt only when a fresh list arrived, so
    *  that buttons keep focus otherwise. */
@@ -397,6 +398,94 @@ export class View {
       const clock = items[k]?.querySelector('.hold-countdown');
       if (clock) setText(clock, formatClock(left));
     });
+  }
+
+  // ---------------------------------------------------- the coupon panel
+
+  /**
+   * The coupon panel: the campaigns (from coupons.js' campaignView, with
+   * `forEvents`, `busy` and `outcome`), each with its claim button and what
+   * the last claim came to, and the buyer's coupons (couponView). Campaign
+   * items are kept by campaign and changed in place, so that a button keeps
+   * its focus over a refresh and an outcome's live region is in the page
+   * before its words change.
+   */
+  coupons({ visible, campaigns, campaignsStatus, campaignsStale, mine, mineStatus, mineStale }) {
+    const panel = this.#el('coupons-view');
+    panel.hidden = !visible;
+    if (!visible) return;
+    const status = this.#el('campaigns-status');
+    setText(status, campaignsStatus);
+    status.hidden = !campaignsStatus;
+    const list = this.#el('campaigns');
+    list.classList.toggle('is-stale', campaignsStale);
+    const kept = new Map([...list.children].map((li) => [li.dataset.campaign, li]));
+    const items = campaigns.map((campaign) => {
+      const li = kept.get(campaign.id) ?? this.#campaignItem(campaign.id);
+      this.#fillCampaign(li, campaign);
+      return li;
+    });
+    // Rebuilt only when the list itself changed: moving a node drops its focus.
+    if (items.length !== list.children.length || items.some((li, k) => list.children[k] !== li)) list.replaceChildren(...items);
+
+    const mineStatusEl = this.#el('my-coupons-status');
+    setText(mineStatusEl, mineStatus);
+    mineStatusEl.hidden = !mineStatus;
+    const mineList = this.#el('my-coupons');
+    mineList.classList.toggle('is-stale', mineStale);
+    const key = JSON.stringify(mine);
+    if (mineList.dataset.key !== key) {
+      mineList.dataset.key = key;
+      mineList.replaceChildren(...mine.map((coupon) => this.#couponItem(coupon)));
+    }
+    setText(this.#el('my-coupons-title'), mine.length ? `My coupons (${this.#format.number(mine.length)})` : 'My coupons');
+  }
+
+  #campaignItem(id) {
+    const li = this.#el('campaign-item').content.firstElementChild.cloneNode(true);
+    li.dataset.campaign = id; // what to claim; never shown
+    const button = li.querySelector('.campaign-claim');
+    button.addEventListener('click', () => {
+      if (button.getAttribute('aria-disabled') !== 'true') this.#actions.claim(id);
+    });
+    return li;
+  }
+
+  #fillCampaign(li, { name, terms, availability, claimable, forEvents, busy, outcome }) {
+    setText(li.querySelector('.campaign-name'), name);
+    // Empty rather than hidden when the name says the terms: the row stays,
+    // lined up with the neighbours' (see .campaign in style.css).
+    setText(li.querySelector('.campaign-terms'), terms);
+    const where = forEvents.length ? ` · for ${formatList(forEvents)}` : '';
+    setText(li.querySelector('.campaign-stock'), `${availability}${where}`);
+    li.classList.toggle('is-closed', !claimable);
+    const button = li.querySelector('.campaign-claim');
+    // aria-disabled, not disabled: a campaign that sells out under the
+    // buyer's focus keeps the focus where it was.
+    button.setAttribute('aria-disabled', String(!claimable && !busy));
+    setText(button, busy ? 'Claiming…' : 'Claim');
+    button.setAttribute('aria-label', `${busy ? 'Claiming' : 'Claim'} ${name}`);
+    button.setAttribute('aria-busy', String(busy));
+    const said = li.querySelector('.campaign-outcome');
+    said.dataset.kind = outcome?.kind ?? '';
+    setText(said, outcome?.text ?? '');
+  }
+
+  #couponItem({ name, terms, expiry, events }) {
+    const doc = this.#doc;
+    const li = doc.createElement('li');
+    li.className = 'my-coupon';
+    const title = doc.createElement('p');
+    title.className = 'my-coupon-name';
+    title.textContent = name;
+    const what = doc.createElement('p');
+    what.className = 'my-coupon-terms';
+    what.textContent = terms;
+    const when = doc.createElement('p');
+    when.className = 'my-coupon-expiry muted small';
+    when.textContent = events ? `${expiry} · ${events}` : expiry;
+    li.append(title, ...(terms ? [what] : []), when);
+    return li;
   }
 
   #el(id) {

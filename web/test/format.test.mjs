@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { Format, durationParts, formatClock, formatSeatList } from '../js/format.js';
+import { Format, durationParts, formatClock, formatList, formatSeatList } from '../js/format.js';
 
 const fmt = new Format('en', { timeZone: 'UTC' });
 const NBSP = '\u00a0';
@@ -86,11 +86,18 @@ describe('words and lists', () => {
     assert.equal(formatSeatList(['C-1-3']), 'C-1-3');
     assert.equal(formatSeatList(['C-1-3', 'C-1-4']), 'C-1-3 and C-1-4');
     assert.equal(formatSeatList(['C-1-3', 'C-1-4', 'C-1-5']), 'C-1-3, C-1-4 and C-1-5');
+    assert.equal(formatList(['VIP', 'R', 'S']), 'VIP, R and S');
   });
 
   test('dates and times in the locale and zone given', () => {
     assert.equal(fmt.date('2025-03-07T19:30:00Z'), 'Fri, Mar 7, 2025, 07:30 PM');
     assert.equal(fmt.time(Date.UTC(2025, 0, 1, 13, 5)), '01:05 PM');
     assert.equal(fmt.number(1234567), '1,234,567');
+  });
+
+  test('a date a buyer acts on later carries its time zone', () => {
+    assert.equal(fmt.dateWithZone('2026-12-31T16:32:41Z'), 'Thu, Dec 31, 2026, 04:32 PM UTC');
+    const seoul = new Format('en', { timeZone: 'Asia/Seoul' });
+    assert.equal(seoul.dateWithZone('2026-12-31T16:32:41Z'), 'Fri, Jan 1, 2027, 01:32 AM GMT+9');
   });
 });

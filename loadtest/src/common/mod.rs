@@ -5,8 +5,8 @@
 //! the HTTP/1.1 client, the server's `/metrics`, this machine's figures,
 //! distributions, and the reports' frame and HTML page.
 //!
-//! Layers run one way: `surge` and `seats` use this module; it never
-//! names either of them.
+//! Layers run one way: `surge`, `seats` and `claims` use this module; it
+//! never names any of them.
 
 pub mod args;
 pub mod coordinator;

@@ -74,6 +74,50 @@ pub fn event(now_ms: i64) -> Event {
     }
 }
 
+/// The demo's coupon campaigns: an amount off and a percentage off, open
+/// from a minute before `now_ms` for 30 days.
+pub fn campaigns(now_ms: i64) -> Vec<super::coupons::Campaign> {
+    use super::coupons::{Campaign, FundedBy, Targets, Terms, kind_named};
+    const DAY_MS: i64 = 86_400_000;
+    let open = |id: &str, name: &str, kind: &str, terms: Terms, stock: Option<u64>, funded_by: FundedBy| {
+        kind_named(kind).map(|kind| Campaign {
+            id: id.into(),
+            seller_id: SELLER_ID.into(),
+            name: name.into(),
+            kind,
+            terms,
+            stock,
+            starts_at_ms: now_ms - 60_000,
+            ends_at_ms: now_ms + 30 * DAY_MS,
+            paused: false,
+            targets: Targets { events: Some(vec![EVENT_ID.into()]), tiers: None },
+            funded_by,
+            created_ms: now_ms,
+        })
+    };
+    [
+        open(
+            "demo-10000-off",
+            "10,000 won off (first 300 buyers)",
+            "fixed",
+            Terms { value: 10_000, max_discount: None, min_spend: 50_000 },
+            Some(300),
+            FundedBy { seller_pct: 100, platform_pct: 0 },
+        ),
+        open(
+            "demo-10-percent",
+            "10% off, up to 30,000 won",
+            "percent",
+            Terms { value: 10, max_discount: Some(30_000), min_spend: 0 },
+            Some(1_000),
+            FundedBy { seller_pct: 50, platform_pct: 50 },
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

@@ -2,6 +2,7 @@
 //! catalogue. Nothing here performs I/O or reads a clock; callers pass time in
 //! as milliseconds since the Unix epoch so every rule is testable directly.
 
+pub mod coupons;
 pub mod demo;
 pub mod event;
 pub mod events;

@@ -1,6 +1,7 @@
 //! REST routes and the extractors they share. Handlers parse, call a
 //! service, and shape the answer; the rules live in `services` and `domain`.
 
+mod coupons;
 mod events;
 pub mod guard;
 mod guest;
@@ -50,7 +51,8 @@ pub use state::AppState;
         (name = "identity", description = "Tokens for anonymous buyers"),
         (name = "events", description = "Public event listing and seat maps"),
         (name = "queue", description = "The waiting room, for clients that poll"),
-        (name = "seller", description = "A seller's own events, scoped to the token's seller"),
+        (name = "coupons", description = "Buyers' coupons and events' campaigns"),
+        (name = "seller", description = "A seller's own events and campaigns, scoped to the token's seller"),
         (name = "socket", description = "The buyer WebSocket"),
         (name = "meta", description = "Health, metrics and this document"),
     ),
@@ -86,6 +88,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(events::join_queue, events::queue_status, events::leave_queue))
         .routes(routes!(seller::events))
         .routes(routes!(seller::queue_settings, seller::patch_queue))
+        .routes(routes!(coupons::mine))
+        .routes(routes!(coupons::offers))
+        .routes(routes!(coupons::create, coupons::list))
+        .routes(routes!(coupons::get, coupons::patch))
 }
 
 /// The OpenAPI document of the REST routes, as `/api/v1/openapi.json`
@@ -119,6 +125,54 @@ pub fn metrics_router(state: AppState) -> Router {
         .fallback(|| async { AppError::NotFound("route") })
         .layer(axum::middleware::from_fn_with_state(guard::GuardLimits { request_timeout: None }, guard::guard))
         .with_state(state)
+}
+
+/// JSON bodies whose type errors name the field: `bad_request` with
+/// `error.fields` = {path: what is wrong}.
+pub struct FieldJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FieldJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let essence = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        if !essence.is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))) {
+            return Err(AppError::BadRequest("expected a body with `Content-Type: application/json`".into()));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| AppError::BadRequest(format!("cannot read the body: {e}")))?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Ok(v) => v,
+            Err(e) => {
+                let why = e.inner().to_string();
+                // serde names a missing or unknown field in its message, at
+                // the path of the object that has (or lacks) it.
+                let named = ["missing field `", "unknown field `"]
+                    .iter()
+                    .find_map(|p| why.strip_prefix(p).and_then(|rest| rest.split('`').next()));
+                let path = match (e.path().to_string(), named) {
+                    (p, Some(name)) if p.is_empty() || p == "." => name.to_owned(),
+                    (p, Some(name)) => format!("{p}.{name}"),
+                    (p, None) => p,
+                };
+                // Syntax errors and a wrong top level have no field to name.
+                if path.is_empty() || path == "." || e.inner().is_syntax() || e.inner().is_eof() {
+                    return Err(AppError::BadRequest(format!("invalid JSON body: {why}")));
+                }
+                let why = why.split(" at line ").next().unwrap_or(&why).to_owned();
+                let fields = std::collections::BTreeMap::from([(path, why)]);
+                return Err(AppError::Invalid(crate::domain::coupons::FieldErrors(fields)));
+            }
+        };
+        de.end().map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?;
+        Ok(FieldJson(value))
+    }
 }
 
 /// JSON bodies whose every rejection is our `bad_request`.

@@ -10,6 +10,7 @@ use crate::config::ServerConfig;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
+use crate::services::coupons::CouponService;
 use crate::services::queue::QueueService;
 use crate::services::seats::SeatService;
 use crate::services::settings::SettingsService;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub queue: Arc<QueueService>,
     pub seats: Arc<SeatService>,
+    pub coupons: Arc<CouponService>,
     pub settings: Arc<SettingsService>,
     pub sockets: Arc<Sockets>,
     pub hub: Arc<Hub>,

@@ -4,6 +4,7 @@
 //! the ports in `notices`, which the socket layer implements.
 
 pub mod catalog;
+pub mod coupons;
 pub mod notices;
 pub mod queue;
 pub mod seatmap;

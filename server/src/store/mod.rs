@@ -3,6 +3,7 @@
 //! and one contract suite per port runs against every adapter.
 
 mod redis_reply;
+pub mod coupons;
 pub mod seats;
 pub mod sql;
 pub mod waiting;
@@ -19,6 +20,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not what we wrote: {0}")]
     Corrupt(String),
+    /// A store's own worker cannot take the request now; retry shortly.
+    #[error("{0}")]
+    Busy(&'static str),
+    /// The coupon claim log (Kafka) refused or timed out a request.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
 }
 
 impl StoreError {
@@ -30,6 +37,12 @@ impl StoreError {
                 e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped()
             }
             Self::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => true,
+            Self::Busy(_) => true,
+            // Configuration errors surface when a client is made, at start.
+            Self::Kafka(e) => !matches!(
+                e,
+                rdkafka::error::KafkaError::ClientConfig(..) | rdkafka::error::KafkaError::ClientCreation(_)
+            ),
             _ => false,
         }
     }

@@ -2,7 +2,9 @@
 //! it if it panics or returns early, and stops when the server shuts down.
 
 pub mod admitter;
+pub mod campaign_refresh;
 pub mod catalog_refresh;
+pub mod coupon_writer;
 pub mod relay;
 
 use std::collections::HashSet;

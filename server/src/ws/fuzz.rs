@@ -222,6 +222,7 @@ fn valid_fields(kind: &'static str) -> BoxedStrategy<Vec<(String, String)>> {
             })
             .boxed(),
         "claim_coupon" => s().prop_map(move |c| vec![f("campaign", c)]).boxed(),
+        "coupons" => prop::option::of(s()).prop_map(move |e| e.map(|e| f("event", e)).into_iter().collect()).boxed(),
         "checkout" => (s(), prop::option::of(s()))
             .prop_map(move |(e, c)| {
                 let mut v = vec![f("event", e)];
@@ -429,6 +430,12 @@ fn valid_msg() -> impl Strategy<Value = (Value, ClientMsg)> {
             json!({"type": "claim_coupon", "campaign": campaign}),
             ClientMsg::ClaimCoupon { campaign }
         )),
+        (prop::option::of(s()), any::<bool>()).prop_map(|(event, null)| {
+            let mut m = Map::new();
+            m.insert("type".into(), "coupons".into());
+            m.extend(opt(&event, null).map(|v| ("event".to_owned(), v)));
+            (Value::Object(m), ClientMsg::Coupons { event })
+        }),
         (s(), prop::option::of(s()), any::<bool>()).prop_map(|(event, coupon, null)| {
             let mut m = Map::new();
             m.insert("type".into(), "checkout".into());

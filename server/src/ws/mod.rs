@@ -31,6 +31,7 @@ use crate::error::{AppError, AppResult};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
+use crate::services::coupons::CouponService;
 use crate::services::queue::QueueService;
 use crate::services::seats::SeatService;
 
@@ -39,6 +40,7 @@ use crate::services::seats::SeatService;
 pub struct Sockets {
     pub queue: Arc<QueueService>,
     pub seats: Arc<SeatService>,
+    pub coupons: Arc<CouponService>,
     pub catalog: Arc<Catalog>,
     pub hub: Arc<hub::Hub>,
     pub feed: Arc<feed::Feed>,

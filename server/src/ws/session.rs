@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use qt_protocol::coupons::Coupons;
 use qt_protocol::frames::{Closing, Hello, Left, LeftReason, Unwatched};
 use qt_protocol::{ClientMsg, PROTOCOL_VERSION, Req, ServerMsg, encode};
 use tracing::debug;
@@ -20,6 +21,7 @@ use crate::clock::rfc3339;
 use crate::domain::EventId;
 use crate::error::AppError;
 use crate::limits::{FrameBudget, Verdict};
+use crate::services::coupons::coupon_view;
 use crate::services::queue::Place;
 
 /// A write the client does not take within this time closes the socket.
@@ -215,9 +217,16 @@ impl Session {
                 self.ctx.queue.require_admission(&user, &event).await?;
                 Err(AppError::Forbidden("checkout opens in a later release"))
             }
-            ClientMsg::ClaimCoupon { .. } | ClientMsg::Pay { .. } => {
-                Err(AppError::Forbidden("not available in this release"))
+            ClientMsg::ClaimCoupon { campaign } => {
+                let (coupon, campaign) = self.ctx.coupons.claim(&user, &campaign).await?;
+                reply(ServerMsg::Coupon(coupon_view(&coupon, &campaign)))
             }
+            ClientMsg::Coupons { event } => {
+                let mine = self.ctx.coupons.mine(&user, event.as_deref()).await?;
+                let coupons = mine.iter().map(|(coupon, c)| coupon_view(coupon, c)).collect();
+                reply(ServerMsg::Coupons(Coupons { event, coupons }))
+            }
+            ClientMsg::Pay { .. } => Err(AppError::Forbidden("not available in this release")),
         }
     }
 

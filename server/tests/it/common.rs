@@ -286,6 +286,12 @@ impl TestServer {
         }
     }
 
+    /// The server's data directory (its SQLite file is `queueticket.db`
+    /// there unless `Options::database_url` says otherwise).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -352,11 +358,16 @@ pub struct ChildServer {
 
 impl ChildServer {
     pub async fn start(opts: &Options) -> Self {
+        Self::start_in(opts, temp_dir()).await
+    }
+
+    /// `start` on a data directory of the caller's (one a killed server
+    /// left, say: `kill_keeping_data`).
+    pub async fn start_in(opts: &Options, data_dir: TempDir) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
         };
-        let data_dir = temp_dir();
         let node_id = opts.node_id.clone().unwrap_or_else(|| format!("child-{port}"));
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_queueticket"));
         cmd.arg("--listen")
@@ -425,6 +436,18 @@ impl ChildServer {
     /// SIGKILL: no goodbye, no lease release.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill child");
+    }
+
+    /// `kill`, keeping the data directory for a restart (`start_in`).
+    pub async fn kill_keeping_data(mut self) -> TempDir {
+        self.child.kill().await.expect("kill child");
+        self._data_dir
+    }
+
+    /// The child's data directory (its SQLite file is `queueticket.db`
+    /// there unless `Options::database_url` says otherwise).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
     }
 }
 

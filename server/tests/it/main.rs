@@ -30,6 +30,7 @@ macro_rules! on_both_backends {
 
 mod cluster;
 mod common;
+mod coupons;
 mod hardening;
 mod identity;
 mod openapi;

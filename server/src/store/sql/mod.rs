@@ -3,6 +3,10 @@
 //! through sqlx's `Any` driver serves SQLite (embedded) and Postgres
 //! (distributed); the migrations are portable SQL.
 
+mod coupons;
+
+pub use coupons::{CampaignRecord, Recorded};
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Executor, FromRow, Row};
@@ -366,7 +370,7 @@ mod tests {
     }
 
     /// A database for one test, and what keeps it.
-    struct TestDb {
+    pub(super) struct TestDb {
         url: String,
         keep: Keep,
     }
@@ -380,22 +384,22 @@ mod tests {
     }
 
     impl TestDb {
-        async fn sqlite() -> Self {
+        pub(super) async fn sqlite() -> Self {
             let dir = tempfile::Builder::new().prefix("qt-sql-").tempdir().expect("a temporary directory");
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display());
             Self { url, keep: Keep::Dir(dir) }
         }
 
-        async fn postgres() -> Self {
+        pub(super) async fn postgres() -> Self {
             let db = PgDatabase::create("qt_test").await;
             Self { url: db.url.clone(), keep: Keep::Postgres(db) }
         }
 
-        async fn store(&self) -> SqlStore {
+        pub(super) async fn store(&self) -> SqlStore {
             SqlStore::connect(&self.url).await.expect("connect and migrate")
         }
 
-        async fn finish(self) {
+        pub(super) async fn finish(self) {
             match self.keep {
                 Keep::Dir(dir) => drop(dir),
                 Keep::Postgres(db) => db.finish().await,

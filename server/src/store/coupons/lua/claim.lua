@@ -1,0 +1,34 @@
+-- Claim one coupon of a campaign for a buyer, or say why not, in one step.
+-- The user id is only ever a hash field; values are ours:
+--   P|<attempt ms>|<claimed ms>|<coupon id>  reserved, not yet in the log
+--   F|<claimed ms>|<coupon id>               the log refused it
+--   C|<coupon id>                            in the log
+-- KEYS: 1 stock ("-1": unlimited; missing: not loaded), 2 issued (counter),
+--       3 claims (hash user -> state)
+-- ARGV: 1 user, 2 now ms, 3 stale ms, 4 a fresh coupon id
+-- Returns {'cold'} | {'already'} | {'sold_out'} | {'new'}
+--       | {'retry', coupon id, claimed ms} | {'corrupt'}
+local stock = redis.call('GET', KEYS[1])
+if not stock then return {'cold'} end
+local user, now = ARGV[1], ARGV[2]
+local state = redis.call('HGET', KEYS[3], user)
+if state then
+  if string.sub(state, 1, 2) == 'C|' then return {'already'} end
+  local attempt, claimed, id = string.match(state, '^P|(%-?%d+)|(%-?%d+)|([^|]+)$')
+  if attempt then
+    -- Another socket of the buyer is mid-claim.
+    if tonumber(now) - tonumber(attempt) < tonumber(ARGV[3]) then return {'already'} end
+  else
+    claimed, id = string.match(state, '^F|(%-?%d+)|([^|]+)$')
+    if not claimed then return {'corrupt'} end
+  end
+  -- The earlier attempt may be in the log or not: send the same coupon
+  -- again on the unit it already holds; the writer takes it once.
+  redis.call('HSET', KEYS[3], user, 'P|' .. now .. '|' .. claimed .. '|' .. id)
+  return {'retry', id, claimed}
+end
+local limit = tonumber(stock)
+if limit >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= limit then return {'sold_out'} end
+redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[3], user, 'P|' .. now .. '|' .. now .. '|' .. ARGV[4])
+return {'new'}

@@ -1,0 +1,6 @@
+-- Release a lock only if it is still ours (it may have expired and been
+-- taken by another loader).
+-- KEYS: 1 lock
+-- ARGV: 1 our token
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
