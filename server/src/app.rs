@@ -222,8 +222,9 @@ async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, 
 enum ClaimWorker {
     /// Embedded: claims committed to SQL in groups before they are answered.
     GroupCommit(Arc<GroupCommit>),
-    /// Distributed: the consumer that writes logged claims to Postgres.
-    Writer(Arc<ClaimWriter>),
+    /// Distributed: the consumer that writes logged claims to Postgres, and
+    /// the adapter whose heartbeat says this process is alive.
+    Writer(Arc<ClaimWriter>, Arc<RedisCouponClaims>),
 }
 
 /// With Redis and Kafka: counts in Redis, each claim logged to Kafka before
@@ -240,8 +241,8 @@ async fn coupon_claims(
     if let (Some(conn), Some(brokers)) = (redis, &cfg.kafka_brokers) {
         let log = Arc::new(ClaimLog::connect(brokers, &cfg.kafka_coupon_topic, cfg.kafka_partitions).await?);
         let writer = Arc::new(ClaimWriter::new(&log, sql.clone(), metrics.coupon_claims_refused_by_db.clone()));
-        let claims = RedisCouponClaims::new(conn.clone(), &cfg.redis_prefix, log, sql.clone());
-        return Ok((Arc::new(claims), ClaimWorker::Writer(writer)));
+        let claims = Arc::new(RedisCouponClaims::new(conn.clone(), &cfg.redis_prefix, log, sql.clone()));
+        return Ok((claims.clone(), ClaimWorker::Writer(writer, claims)));
     }
     let (claims, writer) = MemoryCouponClaims::new(sql.clone(), metrics.coupon_claims_refused_by_db.clone());
     Ok((Arc::new(claims), ClaimWorker::GroupCommit(Arc::new(writer))))
@@ -292,9 +293,16 @@ pub async fn run(
         ClaimWorker::GroupCommit(writer) => {
             workers::supervise(&workers, token.clone(), "coupon-commit", move || writer.clone().run(t.clone()))
         }
-        ClaimWorker::Writer(writer) => workers::supervise(&workers, token.clone(), "coupon-writer", move || {
-            workers::coupon_writer::run(writer.clone(), t.clone())
-        }),
+        ClaimWorker::Writer(writer, claims) => {
+            let tw = t.clone();
+            workers::supervise(&workers, token.clone(), "coupon-writer", move || {
+                workers::coupon_writer::run(writer.clone(), tw.clone())
+            });
+            workers::supervise(&workers, token.clone(), "coupon-heartbeat", move || {
+                let (claims, t) = (claims.clone(), t.clone());
+                async move { claims.heartbeat(t).await }
+            });
+        }
     }
     let (coupons, t) = (state.coupons.clone(), token.clone());
     workers::supervise(&workers, token.clone(), "campaign-refresh", move || {

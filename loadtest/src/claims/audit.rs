@@ -422,14 +422,7 @@ mod tests {
         }
         assert_eq!(
             b,
-            BuyerOutcome {
-                index: 4,
-                told: vec!["cp-1".into()],
-                coupon: 2,
-                sold_out: 1,
-                already_claimed: 1,
-                failed: 1
-            },
+            BuyerOutcome { index: 4, told: vec!["cp-1".into()], coupon: 2, sold_out: 1, already_claimed: 1, failed: 1 },
             "the same coupon twice is one coupon"
         );
         b.record(&Outcome::Coupon("cp-2".into()));

@@ -84,9 +84,15 @@ mod tests {
         let c = new_campaign("storm-1", Some(300), now).unwrap();
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["id"], "storm-1");
-        assert_eq!((v["kind"].as_str(), v["value"].as_i64(), v["stock"].as_i64()), (Some("fixed"), Some(1_000), Some(300)));
+        assert_eq!(
+            (v["kind"].as_str(), v["value"].as_i64(), v["stock"].as_i64()),
+            (Some("fixed"), Some(1_000), Some(300))
+        );
         assert_eq!(v["funded_by"], serde_json::json!({"seller": 100, "platform": 0}));
-        assert_eq!((v["starts_at"].as_str(), v["ends_at"].as_str()), (Some("2030-03-17T17:45:40Z"), Some("2030-03-18T17:46:40Z")));
+        assert_eq!(
+            (v["starts_at"].as_str(), v["ends_at"].as_str()),
+            (Some("2030-03-17T17:45:40Z"), Some("2030-03-18T17:46:40Z"))
+        );
         let unlimited = serde_json::to_value(new_campaign("s", None, now).unwrap()).unwrap();
         assert!(unlimited["stock"].is_null());
     }

@@ -131,7 +131,8 @@ fn plan(a: &ClaimsArgs) -> anyhow::Result<Plan> {
     ensure!((10..=60_000).contains(&a.barrier_ms), "--barrier-ms must be 10..=60000");
     ensure!((1..=600).contains(&a.storm_timeout_s), "--storm-timeout-s must be 1..=600");
     ensure!((1..=600).contains(&a.settle_timeout_s), "--settle-timeout-s must be 1..=600");
-    let campaign = a.campaign.clone().unwrap_or_else(|| coordinator::user_prefix("storm-").trim_end_matches('-').into());
+    let campaign =
+        a.campaign.clone().unwrap_or_else(|| coordinator::user_prefix("storm-").trim_end_matches('-').into());
     ensure!(
         (1..=64).contains(&campaign.len())
             && campaign.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
@@ -185,7 +186,9 @@ fn loadgen_cpu(pids: &[u32]) -> Option<f64> {
 }
 
 /// `/metrics` as a reading, its counters, and the claims by outcome.
-async fn read_metrics(server: &Server) -> anyhow::Result<(crate::common::server::Sample, BTreeMap<String, f64>, BTreeMap<String, f64>)> {
+async fn read_metrics(
+    server: &Server,
+) -> anyhow::Result<(crate::common::server::Sample, BTreeMap<String, f64>, BTreeMap<String, f64>)> {
     let text = server.get("/metrics").await?;
     Ok((crate::common::server::parse_metrics(&text)?, parse_all(&text), claim_counters(&text)))
 }
@@ -235,18 +238,22 @@ async fn measure(
 
         // The storm.
         let (before, counters_before, claims_before) = read_metrics(server).await?;
-        let host_before = host::cpu_ticks();
         let pids = workers.pids();
-        let cpu_before = loadgen_cpu(&pids);
         let window = Instant::now();
         let barrier_unix_us = unix_us() + a.barrier_ms * 1_000;
         let timeout_ms = a.storm_timeout_s * 1_000;
         workers.send(|_| Command::Fire { at_unix_us: barrier_unix_us, timeout_ms }).await?;
         eprintln!("storm: {} claims at the barrier in {} ms", plan.shape.claims, a.barrier_ms);
-        tokio::time::sleep(Duration::from_millis(a.barrier_ms)).await;
+        // The machine's and our CPU from the barrier on (the server's
+        // `/metrics` is read before the command: a call at the barrier
+        // would be load of its own, and the server idles until then).
+        tokio::time::sleep(Duration::from_micros(barrier_unix_us.saturating_sub(unix_us()))).await;
+        let host_before = host::cpu_ticks();
+        let cpu_before = loadgen_cpu(&pids);
         clock.mark("storm");
         let deadline = Duration::from_millis(a.barrier_ms + timeout_ms) + Duration::from_secs(30);
-        let storms: Vec<StormReport> = workers.answers("storm", deadline).await?;
+        let storms: Vec<Box<StormReport>> = workers.answers("storm", deadline).await?;
+        let storms: Vec<StormReport> = storms.into_iter().map(|s| *s).collect();
         let window_s = window.elapsed().as_secs_f64();
         let host_busy_pct = host::busy_pct(host_before, host::cpu_ticks());
         let loadgen_cpu_s = cpu_before.zip(loadgen_cpu(&pids)).map(|(b, e)| e - b);

@@ -162,7 +162,9 @@ impl ClaimCrowd {
             setup: RefCell::new(ReadyReport { buyers: b.count, sockets, ..ReadyReport::default() }),
             storm: RefCell::new(StormReport { planned, ..StormReport::default() }),
             through_storm: Cell::new(0),
-            outcomes: (0..b.count).map(|k| RefCell::new(BuyerOutcome { index: b.first + k, ..Default::default() })).collect(),
+            outcomes: (0..b.count)
+                .map(|k| RefCell::new(BuyerOutcome { index: b.first + k, ..Default::default() }))
+                .collect(),
             open: (0..n).map(|_| Cell::new(0)).collect(),
             listing: (0..n).map(|_| Cell::new(false)).collect(),
             list: RefCell::new(ListReport::default()),
@@ -350,7 +352,11 @@ impl BuyerCtx {
         let alive = match self.wait(&mut ws, &mut phase, false).await {
             Woke::Phase(Phase::Fire { at, until }) => self.fire(&mut ws, claims, at, until).await,
             woke => {
-                let why = if matches!(woke, Woke::Gone) { "not sent: socket closed before the storm" } else { "not sent: stopped" };
+                let why = if matches!(woke, Woke::Gone) {
+                    "not sent: socket closed before the storm"
+                } else {
+                    "not sent: stopped"
+                };
                 sh.unsent(slot, claims, why);
                 sh.through_storm.set(sh.through_storm.get() + 1);
                 !matches!(woke, Woke::Gone)
@@ -361,13 +367,7 @@ impl BuyerCtx {
             return;
         }
         let alive = match self.wait(&mut ws, &mut phase, true).await {
-            Woke::Phase(Phase::List { until }) => {
-                if !sh.listing[slot].replace(true) {
-                    self.list(&mut ws, until).await
-                } else {
-                    true
-                }
-            }
+            Woke::Phase(Phase::List { until }) if !sh.listing[slot].replace(true) => self.list(&mut ws, until).await,
             Woke::Gone => false,
             _ => true,
         };

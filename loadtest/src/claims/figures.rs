@@ -197,7 +197,10 @@ fn targets(c: &ClaimsConfig, s: &StormFigures, a: &Audit) -> Vec<TargetCheck> {
         TargetCheck {
             name: "issued = min(stock, buyers) = buyers told coupon, every count agreeing",
             goal: format!("{} everywhere", a.expected_issued),
-            measured: format!("seller view {issued}, buyers told {}, rows {rows}, counts agree: {}", a.winners, a.counts_agree),
+            measured: format!(
+                "seller view {issued}, buyers told {}, rows {rows}, counts agree: {}",
+                a.winners, a.counts_agree
+            ),
             pass: a.seller_issued == Some(a.expected_issued as i64) && a.winners == a.expected_issued && a.counts_agree,
         },
         TargetCheck {
@@ -328,7 +331,11 @@ mod tests {
         };
         let storms = [
             storm(2_500, 200_000, &[("coupon", 150), ("sold_out", 850), ("already_claimed", 1_500)]),
-            storm(2_499, 250_000, &[("coupon", 150), ("sold_out", 849), ("already_claimed", 1_500), ("rate_limited", 1)]),
+            storm(
+                2_499,
+                250_000,
+                &[("coupon", 150), ("sold_out", 849), ("already_claimed", 1_500), ("rate_limited", 1)],
+            ),
         ];
         let audit = Audit {
             buyers: 2_000,

@@ -93,7 +93,9 @@ pub struct ListFigures {
 
 #[derive(Debug, Serialize)]
 pub struct ServerFigures {
-    /// From just before the fire command to just after the last answer.
+    /// From just before the fire command to the workers' last answer
+    /// (server CPU is read over it); the machine's busy share and the load
+    /// generator's CPU are read from the barrier on.
     pub window_s: f64,
     pub cpu_s: f64,
     /// Server CPU over the storm's wall time, as a share of one core.
@@ -167,14 +169,7 @@ impl Figures for ClaimsResults {
             o,
             "storm:  {:.0} claims/s ({} answered of {} sent, {} planned, in {:.3} s from the barrier); {:.0} coupons/s \
              ({} in {:.3} s)",
-            sm.claims_per_s,
-            sm.answered,
-            sm.sent,
-            sm.planned,
-            sm.wall_s,
-            sm.coupons_per_s,
-            a.winners,
-            sm.coupon_wall_s
+            sm.claims_per_s, sm.answered, sm.sent, sm.planned, sm.wall_s, sm.coupons_per_s, a.winners, sm.coupon_wall_s
         );
         let _ = writeln!(
             o,

@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(read_only("sqlite:///tmp/q.db?x=1"), "sqlite:///tmp/q.db?x=1&mode=ro");
         assert_eq!(read_only("postgres://h/db"), "postgres://h/db");
         let [(tagged, claims), (plain, _)] = redis_keys("qtload-ab", "storm-1");
-        assert_eq!((tagged.as_str(), claims.as_str()), ("qtload-ab:coupon:{storm-1}:issued", "qtload-ab:coupon:{storm-1}:claims"));
+        assert_eq!(
+            (tagged.as_str(), claims.as_str()),
+            ("qtload-ab:coupon:{storm-1}:issued", "qtload-ab:coupon:{storm-1}:claims")
+        );
         assert_eq!(plain, "qtload-ab:coupon:storm-1:issued");
     }
 

@@ -33,7 +33,7 @@ protocol! {
     /// Worker → coordinator, besides progress, closing and errors.
     answers: Answer {
         Ready(ReadyReport),
-        Stormed(StormReport),
+        Stormed(Box<StormReport>),
         Listed(ListReport),
     }
 }
@@ -139,8 +139,11 @@ mod tests {
         let line = serde_json::to_string(&Command::Fire { at_unix_us: 5, timeout_ms: 6 }).unwrap();
         assert_eq!(line, r#"{"cmd":"fire","at_unix_us":5,"timeout_ms":6}"#);
         let loser = BuyerOutcome { index: 3, sold_out: 2, ..BuyerOutcome::default() };
-        assert_eq!(serde_json::to_string(&loser).unwrap(), r#"{"index":3,"coupon":0,"sold_out":2,"already_claimed":0,"failed":0}"#);
-        let storm = StormReport { answered: 2, buyers: vec![loser.clone()], ..StormReport::default() };
+        assert_eq!(
+            serde_json::to_string(&loser).unwrap(),
+            r#"{"index":3,"coupon":0,"sold_out":2,"already_claimed":0,"failed":0}"#
+        );
+        let storm = Box::new(StormReport { answered: 2, buyers: vec![loser.clone()], ..StormReport::default() });
         let line = serde_json::to_string(&Report::Answer(Answer::Stormed(storm))).unwrap();
         assert!(!line.contains('\n'));
         let Report::Answer(Answer::Stormed(back)) = serde_json::from_str(&line).unwrap() else { panic!("{line}") };

@@ -36,7 +36,9 @@ impl Serve for ClaimsWorker {
             // Answered from tasks, so that stdin (and the coordinator's
             // end) is still read meanwhile.
             Command::Fire { at_unix_us, timeout_ms } => {
-                tokio::task::spawn_local(async move { answer(Answer::Stormed(c.storm(at_unix_us, timeout_ms).await)) });
+                tokio::task::spawn_local(async move {
+                    answer(Answer::Stormed(Box::new(c.storm(at_unix_us, timeout_ms).await)))
+                });
             }
             Command::List { timeout_ms, concurrency } => {
                 tokio::task::spawn_local(async move { answer(Answer::Listed(c.list(timeout_ms, concurrency).await)) });

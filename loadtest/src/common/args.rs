@@ -1,4 +1,4 @@
-//! The command-line flags both benchmarks take, written once and
+//! The command-line flags every benchmark takes, written once and
 //! flattened into each (`#[command(flatten)]`): which server and event,
 //! the seller who owns it, the token secret, the worker processes and
 //! their source addresses, how long set-up may take and where the

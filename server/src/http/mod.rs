@@ -140,7 +140,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FieldJson<T> {
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        if !essence.is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))) {
+        if !essence.is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")))
+        {
             return Err(AppError::BadRequest("expected a body with `Content-Type: application/json`".into()));
         }
         let bytes = axum::body::Bytes::from_request(req, state)
@@ -151,12 +152,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FieldJson<T> {
             Ok(v) => v,
             Err(e) => {
                 let why = e.inner().to_string();
-                // serde names a missing or unknown field in its message, at
-                // the path of the object that has (or lacks) it.
-                let named = ["missing field `", "unknown field `"]
-                    .iter()
-                    .find_map(|p| why.strip_prefix(p).and_then(|rest| rest.split('`').next()));
-                let path = match (e.path().to_string(), named) {
+                // serde names a missing field in its message, at the path
+                // of the object that lacks it; an unknown field's path
+                // already ends with its name.
+                let missing = why.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+                let path = match (e.path().to_string(), missing) {
                     (p, Some(name)) if p.is_empty() || p == "." => name.to_owned(),
                     (p, Some(name)) => format!("{p}.{name}"),
                     (p, None) => p,

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use qt_protocol::coupons::{CampaignPatch, CampaignView, CouponView, FundedBy, NewCampaign, OfferView};
@@ -57,8 +58,12 @@ pub struct CouponService {
     pub catalog: Arc<Catalog>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
-    /// Campaigns by id, as last read from SQL or changed here.
-    pub cache: ArcSwap<HashMap<String, Arc<Campaign>>>,
+    /// Campaigns by id, as last read from SQL or changed here, each with
+    /// the change number (`changes`) it was changed here at (0: read).
+    cache: ArcSwap<HashMap<String, (u64, Arc<Campaign>)>>,
+    /// Counts this node's changes, so a reload that read SQL before one
+    /// keeps it rather than putting the old campaign back.
+    changes: AtomicU64,
 }
 
 impl CouponService {
@@ -69,31 +74,50 @@ impl CouponService {
         clock: Clock,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { sql, claims, catalog, clock, metrics, cache: ArcSwap::from_pointee(HashMap::new()) }
+        Self {
+            sql,
+            claims,
+            catalog,
+            clock,
+            metrics,
+            cache: ArcSwap::from_pointee(HashMap::new()),
+            changes: AtomicU64::new(0),
+        }
     }
 
-    /// Reloads every campaign from SQL.
+    /// Reloads every campaign from SQL; what this node changed meanwhile
+    /// stays as it changed it.
     pub async fn reload(&self) -> StoreResult<()> {
+        let started = self.changes.load(Ordering::SeqCst);
         let mut all = HashMap::new();
         let mut after: Option<String> = None;
         loop {
             let page = self.sql.campaigns(None, PAGE_MAX, after.as_deref()).await?;
             let full = page.len() == PAGE_MAX as usize;
             after = page.last().map(|r| r.campaign.id.clone());
-            all.extend(page.into_iter().map(|r| (r.campaign.id.clone(), Arc::new(r.campaign))));
+            all.extend(page.into_iter().map(|r| (r.campaign.id.clone(), (0, Arc::new(r.campaign)))));
             if !full {
                 break;
             }
         }
-        self.cache.store(Arc::new(all));
+        self.cache.rcu(|cached| {
+            let mut next = all.clone();
+            for (id, entry) in cached.iter().filter(|(_, (change, _))| *change > started) {
+                next.insert(id.clone(), entry.clone());
+            }
+            next
+        });
         Ok(())
     }
 
     fn remember(&self, campaign: Campaign) -> Arc<Campaign> {
         let campaign = Arc::new(campaign);
         self.cache.rcu(|all| {
+            // Numbered inside the update, so a reload that started before
+            // it sees a higher number than it started with.
+            let change = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
             let mut next = HashMap::clone(all);
-            next.insert(campaign.id.clone(), campaign.clone());
+            next.insert(campaign.id.clone(), (change, campaign.clone()));
             next
         });
         campaign
@@ -102,7 +126,7 @@ impl CouponService {
     /// A campaign by id: from the cache, else from SQL (it may be new on
     /// another node).
     async fn campaign(&self, id: &str) -> AppResult<Arc<Campaign>> {
-        if let Some(c) = self.cache.load().get(id) {
+        if let Some((_, c)) = self.cache.load().get(id) {
             return Ok(c.clone());
         }
         match self.sql.campaign(id).await? {
@@ -194,6 +218,8 @@ impl CouponService {
     pub async fn create(&self, seller: &str, body: &NewCampaign) -> AppResult<CampaignView> {
         let now = self.clock.now_ms();
         let events = self.sql.seller_events(seller).await?;
+        // The token names the seller; its row may not exist yet.
+        self.sql.ensure_seller(seller, now).await?;
         let campaign = validate_new(body, seller, &events, new_campaign_id(rand::random()), now)?;
         if !self.sql.insert_campaign(&campaign).await? {
             return Err(AppError::Conflict("a campaign with this id exists already".into()));

@@ -2,8 +2,8 @@
 //! code calls; each adapter (in-process memory, Redis, SQL) implements one,
 //! and one contract suite per port runs against every adapter.
 
-mod redis_reply;
 pub mod coupons;
+mod redis_reply;
 pub mod seats;
 pub mod sql;
 pub mod waiting;

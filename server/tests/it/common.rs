@@ -592,6 +592,12 @@ impl Client {
         self.send_raw(Message::Text(text.into())).await;
     }
 
+    /// `send_msg` that tells a gone socket (its server was killed) instead
+    /// of failing the test.
+    pub async fn send_msg_checked(&mut self, msg: &ClientMsg, req: i64) -> Result<(), tungstenite::Error> {
+        self.ws.send(Message::Text(msg.to_frame(Some(&Req::Int(req))).into())).await
+    }
+
     /// The next text frame, as JSON.
     pub async fn recv(&mut self) -> Value {
         self.try_recv(WAIT).await.expect("a frame in time")

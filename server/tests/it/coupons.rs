@@ -1,8 +1,9 @@
 //! First-come coupons end to end: claim storms that must issue exactly the
 //! stock and never twice to one buyer (design invariant 2), a server killed
 //! mid-storm that loses no coupon it told a buyer about, every claim
-//! outcome, bad input on every campaign route, sellers kept apart, and a
-//! buyer's coupons as the socket and REST list them.
+//! outcome, a pause that holds from its answer on, bad input on every
+//! campaign route, sellers kept apart, and a buyer's coupons as the socket
+//! and REST list them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -706,7 +707,8 @@ async fn every_claim_outcome_is_answered_and_changes_nothing_else() {
 
 /// A pause (or an end) made on this node holds on this node from the
 /// moment it is answered: the once-a-second reload of campaigns from SQL
-/// must never put back what it read just before the change.
+/// must never put back what it read just before the change. A race: the
+/// toggling runs for seconds, over several reloads, to meet it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_holds_from_its_answer_on_and_the_reload_does_not_undo_it() {
     let mut opts = Options::new(Backend::Memory);
@@ -722,7 +724,7 @@ async fn a_pause_holds_from_its_answer_on_and_the_reload_does_not_undo_it() {
     stream::iter(bodies).map(|b| create(a, seller_ref, b)).buffer_unordered(16).collect::<Vec<_>>().await;
     let mut checker = server.buyer("pause-checker").await;
     let mut wrong = Vec::new();
-    let until = Instant::now() + Duration::from_secs(4);
+    let until = Instant::now() + Duration::from_secs(6);
     let mut rounds = 0;
     while Instant::now() < until {
         rounds += 1;
@@ -745,7 +747,7 @@ async fn a_pause_holds_from_its_answer_on_and_the_reload_does_not_undo_it() {
         wrong.is_empty(),
         "{} claims in {rounds} rounds saw the campaign as it was before the change:\n{}",
         wrong.len(),
-        wrong.join("\n")
+        wrong.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
     server.stop().await;
 }
@@ -1127,9 +1129,6 @@ async fn coupons_for_an_event_are_those_that_apply_and_have_not_ended() {
         set(&["demo-10000-off", "demo-10-percent", "only-live", "every-event"]),
         "the event page: its seller's, for it, not ended"
     );
-    // A pause does not take claimed coupons away.
-    patch_ok(a, &demo, "every-event", json!({"paused": true})).await;
-    assert!(campaigns_of(&my_coupons(&mut c, Some(EVENT)).await).contains("every-event"));
     let r = c.ask(ClientMsg::Coupons { event: Some("no-such-show".into()) }).await;
     assert_claim_error(&r, "not_found", "coupons for an unknown event");
     server.stop().await;

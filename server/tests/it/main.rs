@@ -31,6 +31,7 @@ macro_rules! on_both_backends {
 mod cluster;
 mod common;
 mod coupons;
+mod coupons_cluster;
 mod hardening;
 mod identity;
 mod openapi;

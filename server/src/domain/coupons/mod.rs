@@ -155,7 +155,11 @@ impl Campaign {
         if !self.covers_event(&order.seller_id, &order.event) {
             return 0;
         }
-        order.lines.iter().filter(|l| self.covers_tier(&l.tier)).fold(0, |sum: Money, l| sum.saturating_add(l.price.max(0)))
+        order
+            .lines
+            .iter()
+            .filter(|l| self.covers_tier(&l.tier))
+            .fold(0, |sum: Money, l| sum.saturating_add(l.price.max(0)))
     }
 
     /// What this campaign's coupon takes off `order`, or why it does not

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::claim_log::ClaimLog;
@@ -35,6 +36,11 @@ use crate::store::{StoreError, StoreResult};
 /// claiming; older, it is taken to have died and is sent again. Longer
 /// than a produce may take (`claim_log::SEND_TIMEOUT` and the Redis calls).
 pub const STALE_MS: i64 = 30_000;
+/// How often a process says it is alive, and how long that holds. A live
+/// process taken for dead costs little (its buyer's other socket sends the
+/// same coupon again), so the time-to-live is short.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(2);
 /// How long a claim waits for a cold campaign to be loaded, by itself or
 /// by another node, before it is refused as unavailable: past a writer
 /// group's rebalance after a node restart (about 10 s at our session
@@ -66,6 +72,10 @@ struct Keys {
 pub struct RedisCouponClaims {
     conn: ConnectionManager,
     prefix: String,
+    /// This server process, in the pending claims it makes; its heartbeat
+    /// key says it is alive, so another process may tell a claim still in
+    /// flight from one its process died in.
+    instance: String,
     log: Arc<ClaimLog>,
     sql: SqlStore,
     claim: Script,
@@ -96,6 +106,7 @@ impl RedisCouponClaims {
         Self {
             conn,
             prefix: prefix.to_owned(),
+            instance: format!("{:016x}", rand::random::<u64>()),
             log,
             sql,
             claim: Script::new(include_str!("lua/claim.lua")),
@@ -109,6 +120,40 @@ impl RedisCouponClaims {
 
     pub async fn connect(url: &str, prefix: &str, log: Arc<ClaimLog>, sql: SqlStore) -> StoreResult<Self> {
         Ok(Self::new(crate::store::redis_connection(url).await?, prefix, log, sql))
+    }
+
+    fn heartbeat_key(&self, instance: &str) -> String {
+        format!("{}:coupon-instance:{instance}", self.prefix)
+    }
+
+    /// Says this process is alive until `shutdown`: a key that lapses
+    /// `HEARTBEAT_TTL` after the last beat, so a claim this process left
+    /// pending when it died is taken over at once rather than after
+    /// `STALE_MS`. Run it beside the adapter (supervised).
+    pub async fn heartbeat(&self, shutdown: CancellationToken) {
+        let key = self.heartbeat_key(&self.instance);
+        let mut conn = self.conn.clone();
+        let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = beat.tick() => {}
+            }
+            let ttl = HEARTBEAT_TTL.as_millis() as u64;
+            let set: StoreResult<()> =
+                bounded(redis::cmd("SET").arg(&key).arg(1).arg("PX").arg(ttl).query_async(&mut conn)).await;
+            if let Err(e) = set {
+                warn!(error = %e, "could not renew the coupon claim heartbeat");
+            }
+        }
+        let _: StoreResult<()> = bounded(redis::cmd("DEL").arg(&key).query_async(&mut conn)).await;
+    }
+
+    /// Whether the process `instance` beat lately.
+    async fn alive(&self, instance: &str) -> StoreResult<bool> {
+        let mut conn = self.conn.clone();
+        bounded(redis::cmd("EXISTS").arg(self.heartbeat_key(instance)).query_async(&mut conn)).await
     }
 
     fn keys(&self, campaign: &str) -> Keys {
@@ -256,6 +301,9 @@ impl CouponClaims for RedisCouponClaims {
         let k = self.keys(&campaign.id);
         let deadline = Instant::now() + COLD_WAIT;
         let mut conn = self.conn.clone();
+        // An instance found dead on an earlier round: its pending claim for
+        // this buyer is taken over.
+        let mut dead = String::new();
         let (id, claimed_ms) = loop {
             let fresh = new_coupon_id(rand::random());
             let reply: Vec<String> = bounded(
@@ -267,6 +315,8 @@ impl CouponClaims for RedisCouponClaims {
                     .arg(now_ms)
                     .arg(STALE_MS)
                     .arg(&fresh)
+                    .arg(&self.instance)
+                    .arg(&dead)
                     .invoke_async(&mut conn),
             )
             .await?;
@@ -279,6 +329,16 @@ impl CouponClaims for RedisCouponClaims {
                     break (id.clone(), claimed.parse::<i64>().map_err(corrupt)?);
                 }
                 Some("already") => return Ok(Claim::AlreadyClaimed),
+                Some("pending") => {
+                    let owner = reply.get(1).cloned().unwrap_or_default();
+                    // Another socket of the buyer, on a live process, is
+                    // mid-claim: that one answers with the coupon.
+                    if owner == dead || self.alive(&owner).await? {
+                        return Ok(Claim::AlreadyClaimed);
+                    }
+                    warn!(campaign = %campaign.id, instance = %owner, "taking over a claim its server left pending");
+                    dead = owner;
+                }
                 Some("sold_out") => return Ok(Claim::SoldOut),
                 Some("cold") => self.ensure_loaded(&k, &campaign.id, campaign.stock, deadline).await?,
                 Some("corrupt") => return Err(corrupt(format!("claim state of a buyer of {}", campaign.id))),
@@ -547,29 +607,48 @@ pub mod tests {
         assert_eq!(stock_arg(Some(u64::MAX)), i64::MAX);
     }
 
-    /// A claim left pending by a node that died (nothing logged) is sent
-    /// again by the buyer's next claim, on the same unit and coupon id.
+    /// A claim left pending by a process that died (nothing logged) is sent
+    /// again by the buyer's next claim, on the same unit and coupon id: at
+    /// once when the process's heartbeat has lapsed, and after `STALE_MS`
+    /// whatever the heartbeat says.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stale_pending_claim_is_sent_again_with_its_coupon() {
+    async fn a_pending_claim_of_a_dead_process_is_sent_again_with_its_coupon() {
         let h = Box::new(fresh().await);
         let c = campaign(h.sql(), "stale", Some(2)).await;
         let other = claimed(h.claims().claim(&c, "other", T0).await.unwrap());
         let k = h.keys("stale");
         let id = new_coupon_id(rand::random());
-        let old = T0 - 60_000;
+        let old = T0 - 1_000;
+        let heartbeat = format!("{}:coupon-instance:elsewhere", h.prefix);
         let () = redis::pipe()
-            .hset(&k.claims, "buyer", format!("P|{old}|{old}|{id}"))
+            .hset(&k.claims, "buyer", format!("P|{old}|{old}|elsewhere|{id}"))
             .ignore()
             .incr(&k.issued, 1)
+            .ignore()
+            .set(&heartbeat, 1)
             .ignore()
             .query_async(&mut h.conn.clone())
             .await
             .unwrap();
         assert_eq!(
-            h.claims().claim(&c, "buyer", old + 1_000).await.unwrap(),
+            h.claims().claim(&c, "buyer", T0).await.unwrap(),
             Claim::AlreadyClaimed,
-            "a young pending claim is another socket mid-claim"
+            "a young pending claim of a live process is another socket mid-claim"
         );
+        assert!(
+            matches!(h.claims().claim(&c, "buyer", old + STALE_MS + 1).await.unwrap(), Claim::Claimed(_)),
+            "an overdue one is sent again even if its process still beats"
+        );
+        assert_eq!(h.state("stale", "buyer").await, Some(format!("C|{id}")));
+        // Pending again, from a process that stopped beating.
+        let () = redis::pipe()
+            .hset(&k.claims, "buyer", format!("P|{old}|{old}|elsewhere|{id}"))
+            .ignore()
+            .del(&heartbeat)
+            .ignore()
+            .query_async(&mut h.conn.clone())
+            .await
+            .unwrap();
         let again = claimed(h.claims().claim(&c, "buyer", T0 + 1).await.unwrap());
         assert_eq!((again.id.as_str(), again.claimed_ms), (id.as_str(), old));
         assert_eq!(h.state("stale", "buyer").await, Some(format!("C|{id}")));

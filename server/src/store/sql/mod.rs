@@ -138,6 +138,17 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Adds a seller known only from its token, named by its id until it
+    /// says otherwise.
+    pub async fn ensure_seller(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sellers (id, name, created_ms) VALUES ($1, $1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Stores a venue with all its seats, all or nothing.
     pub async fn insert_venue(&self, venue: &Venue, seats: &[Seat], now_ms: i64) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;

@@ -6,7 +6,7 @@
 -- Returns 1 when marked, 0 otherwise
 local state = redis.call('HGET', KEYS[1], ARGV[1])
 if not state then return 0 end
-local claimed, id = string.match(state, '^P|%-?%d+|(%-?%d+)|([^|]+)$')
+local claimed, id = string.match(state, '^P|%-?%d+|(%-?%d+)|[^|]*|([^|]+)$')
 if id ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], 'F|' .. claimed .. '|' .. id)
 return 1
