@@ -4,7 +4,7 @@
 //! buyer; a node killed mid-storm loses no coupon a buyer was told about;
 //! Redis, Postgres and the buyers' own lists agree once the writers drain.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -131,7 +131,10 @@ async fn rows(db: &PgDatabase, campaign: &str) -> HashMap<String, String> {
         .await
         .expect("read coupons");
     pool.close().await;
-    rows.iter().map(|r| (r.get::<String, _>("user_id"), r.get::<String, _>("id"))).collect()
+    let by_user: HashMap<String, String> =
+        rows.iter().map(|r| (r.get::<String, _>("user_id"), r.get::<String, _>("id"))).collect();
+    assert_eq!(by_user.len(), rows.len(), "no buyer has two coupons of {campaign}");
+    by_user
 }
 
 /// The database once the writers have caught up with `want` rows (or
