@@ -16,6 +16,7 @@ CREATE TABLE campaigns (
     -- The database's own guard on exact stock: whatever a live counter got
     -- wrong, no commit can issue more than the stock.
     issued               BIGINT NOT NULL DEFAULT 0 CHECK (issued >= 0 AND (stock IS NULL OR issued <= stock)),
+    used                 BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0),
     starts_at_ms         BIGINT NOT NULL,
     ends_at_ms           BIGINT NOT NULL,
     paused               BIGINT NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),

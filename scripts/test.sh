@@ -17,7 +17,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace --locked
+# Unit tests mostly wait on Redis, Kafka and Postgres, so four at a time on
+# two cores; the integration tests' storms and socket counts keep theirs.
+cargo test --workspace --locked --lib --bins -- --test-threads=4
+cargo test --workspace --locked --test '*'
+cargo test --workspace --locked --doc
 
 echo "== schemathesis (REST API against its OpenAPI document)"
 QT_BIN="$PWD/target/debug/queueticket" scripts/schemathesis.sh

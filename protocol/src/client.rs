@@ -226,6 +226,7 @@ mod tests {
             ClientMsg::HoldBest { event: "e".into(), count: 2, tier: Some("vip".into()), section: None },
             ClientMsg::Release { event: "e".into(), seats: vec![] },
             ClientMsg::ClaimCoupon { campaign: "c".into() },
+            ClientMsg::Coupons { event: Some("e".into()) },
             ClientMsg::Checkout { event: "e".into(), coupon: Some("best".into()) },
             ClientMsg::Pay { order: "o".into(), payment_key: "k".into() },
             ClientMsg::Ping,

@@ -66,23 +66,30 @@ pub struct FundedBy {
 pub struct NewCampaign {
     /// `[a-z0-9-]{1,64}`; generated when absent.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub id: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `fixed` or `percent`.
-    #[schema(example = "fixed")]
+    #[schema(example = "fixed", pattern = "^(fixed|percent)$")]
     pub kind: String,
     /// The amount off (`fixed`, minor units, at least 1) or the percentage
     /// (`percent`, 1 to 100).
+    #[schema(minimum = 1, maximum = 10_000_000_000_000_i64)]
     pub value: i64,
     /// Most a discount may be (minor units); absent or null for no cap.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10_000_000_000_000_i64)]
     pub max_discount: Option<i64>,
     /// Least subtotal the coupon needs (minor units); 0 when absent.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10_000_000_000_000_i64)]
     pub min_spend: Option<i64>,
-    /// How many coupons there are; absent or null for unlimited.
-    #[serde(default)]
-    pub stock: Option<i64>,
+    /// How many coupons there are; null for unlimited. Required, so that
+    /// leaving it out is never an unlimited campaign by mistake.
+    #[serde(deserialize_with = "present")]
+    #[schema(minimum = 1, maximum = 100_000_000, value_type = Option<i64>, required = true)]
+    pub stock: Option<Option<i64>>,
     #[schema(format = DateTime)]
     pub starts_at: String,
     /// After `starts_at`; coupons expire then.

@@ -30,7 +30,7 @@ pub fn new_campaign(id: &str, stock: Option<u64>, now: OffsetDateTime) -> anyhow
         value: 1_000,
         max_discount: None,
         min_spend: None,
-        stock: stock.map(i64::try_from).transpose().context("--stock is too large")?,
+        stock: Some(stock.map(i64::try_from).transpose().context("--stock is too large")?),
         starts_at: at(-STARTED_S)?,
         ends_at: at(LASTS_S)?,
         events: None,

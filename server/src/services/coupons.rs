@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use qt_protocol::coupons::{CampaignPatch, CampaignView, CouponView, FundedBy, NewCampaign, OfferView};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::catalog::Catalog;
 use crate::clock::{Clock, rfc3339};
@@ -22,7 +22,7 @@ use crate::error::{AppError, AppResult};
 use crate::metrics::{ClaimOutcome, Metrics};
 use crate::store::StoreResult;
 use crate::store::coupons::{BelowIssued, Claim, CouponClaims};
-use crate::store::sql::{CampaignRecord, SqlStore};
+use crate::store::sql::{CampaignRecord, NotUpdated, SqlStore};
 
 /// Items per page of a seller list unless asked otherwise, and at most.
 pub const PAGE_DEFAULT: u32 = 50;
@@ -179,7 +179,12 @@ impl CouponService {
             if coupon.used_ms.is_some() {
                 continue;
             }
-            let Ok(c) = self.campaign(&coupon.campaign_id).await else { continue };
+            let c = match self.campaign(&coupon.campaign_id).await {
+                Ok(c) => c,
+                // A coupon outlives no campaign; a missing one is skipped.
+                Err(AppError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
             if now >= c.ends_at_ms {
                 continue;
             }
@@ -223,6 +228,11 @@ impl CouponService {
         let campaign = validate_new(body, seller, &events, new_campaign_id(rand::random()), now)?;
         if !self.sql.insert_campaign(&campaign).await? {
             return Err(AppError::Conflict("a campaign with this id exists already".into()));
+        }
+        // Nothing issued yet: live at once, with no load from the record.
+        // Should that fail, the first claim loads it from the record.
+        if let Err(e) = self.claims.open(&campaign).await {
+            warn!(campaign = %campaign.id, error = %e, "could not open the campaign's live counts; it loads on first claim");
         }
         info!(campaign = %campaign.id, %seller, kind = campaign.kind.name(), stock = ?campaign.stock, "campaign created");
         let campaign = self.remember(campaign);
@@ -275,22 +285,49 @@ impl CouponService {
         // stock reaches the live count first (it refuses one below what it
         // has issued, which may be ahead of SQL) and a higher one the record
         // first: in between, neither lets through what the other refuses.
-        let lowered = match (record.campaign.stock, next.stock) {
+        // A stock the patch names is always applied to the live count, so a
+        // retry after a failure there repairs it.
+        let was = &record.campaign;
+        let lowered = match (was.stock, next.stock) {
             (_, None) => false,
             (None, Some(_)) => true,
             (Some(was), Some(now)) => now < was,
         };
-        let restocked = next.stock != record.campaign.stock;
-        if restocked && lowered {
+        let names_stock = patch.stock.is_some();
+        if names_stock && lowered {
             self.claims.set_stock(&next).await?.map_err(below_issued)?;
         }
-        self.sql.update_campaign(&next).await?.map_err(below_issued)?;
-        if restocked && !lowered {
+        let stored = self.sql.update_campaign(was, &next).await?;
+        if let Err(refused) = stored {
+            if names_stock && lowered {
+                self.resync_stock(id).await;
+            }
+            return Err(match refused {
+                NotUpdated::BelowIssued(below) => below_issued(below),
+                NotUpdated::Changed => AppError::Conflict("the campaign changed meanwhile; read it again".into()),
+            });
+        }
+        if names_stock && !lowered {
             self.claims.set_stock(&next).await?.map_err(below_issued)?;
         }
         info!(campaign = %id, paused = next.paused, ends_at_ms = next.ends_at_ms, stock = ?next.stock, "campaign changed");
         let next = self.remember(next);
         Ok(campaign_view(&next, issued, record.used, self.clock.now_ms()))
+    }
+}
+
+impl CouponService {
+    /// Puts the record's stock back into the live count after a change
+    /// that reached only the live count.
+    async fn resync_stock(&self, id: &str) {
+        let restored = match self.sql.campaign(id).await {
+            Ok(Some(record)) => self.claims.set_stock(&record.campaign).await.map(|r| r.is_ok()),
+            Ok(None) => Ok(true),
+            Err(e) => Err(e),
+        };
+        if !matches!(restored, Ok(true)) {
+            warn!(campaign = %id, outcome = ?restored, "could not put the recorded stock back into the live count");
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! The coupon writer: moves claims from the claim log (Kafka) into the
 //! database, in the one consumer group every node shares. It owns no
 //! decision about who gets a coupon and never commits a batch the database
-//! has not taken; the work itself is `store::coupons::claim_log::ClaimWriter`.
+//! has not taken, but for a claim the database fails on alone, which it
+//! logs in full and skips; the work itself is
+//! `store::coupons::claim_log::ClaimWriter`.
 
 use std::sync::Arc;
 use std::time::Duration;

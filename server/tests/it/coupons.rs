@@ -784,6 +784,11 @@ async fn bad_campaign_input_names_its_field_and_stores_nothing() {
         ("absurd cap", "max_discount", set("max_discount", json!(100_000_000_000_000_i64))),
         ("negative min spend", "min_spend", set("min_spend", json!(-1))),
         ("absurd min spend", "min_spend", set("min_spend", json!(100_000_000_000_000_i64))),
+        (
+            "no stock (null is unlimited)",
+            "stock",
+            Box::new(|b: &mut Value| drop(b.as_object_mut().unwrap().remove("stock"))),
+        ),
         ("zero stock", "stock", set("stock", json!(0))),
         ("negative stock", "stock", set("stock", json!(-3))),
         ("absurd stock", "stock", set("stock", json!(1_000_000_000_000_i64))),

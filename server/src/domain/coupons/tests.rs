@@ -416,7 +416,7 @@ fn new_body() -> impl Strategy<Value = NewCampaign> {
                     value,
                     max_discount,
                     min_spend,
-                    stock,
+                    stock: Some(stock),
                     starts_at,
                     ends_at,
                     events,

@@ -104,7 +104,7 @@ pub fn validate_new(
         errs.add("min_spend", format!("must be an amount from 0 to {} minor units", thousands(MAX_AMOUNT)));
     }
 
-    let stock = body.stock.and_then(|n| stock_in_range(n, &mut errs));
+    let stock = body.stock.flatten().and_then(|n| stock_in_range(n, &mut errs));
 
     let starts = parse_time(&body.starts_at, "starts_at", &mut errs);
     let ends = parse_time(&body.ends_at, "ends_at", &mut errs);
@@ -310,7 +310,7 @@ mod tests {
             value: 10,
             max_discount: Some(5_000),
             min_spend: None,
-            stock: Some(100),
+            stock: Some(Some(100)),
             starts_at: "2030-01-01T00:00:00Z".into(),
             ends_at: "2030-02-01T00:00:00+09:00".into(),
             events: None,
@@ -364,7 +364,7 @@ mod tests {
             value: 2_000,
             max_discount: None,
             min_spend: Some(30_000),
-            stock: None,
+            stock: Some(None),
             events: Some(vec!["e2".into()]),
             tiers: Some(vec!["balcony".into(), "std".into()]),
             ..body()
@@ -435,11 +435,11 @@ mod tests {
     #[test]
     fn stock_is_unlimited_or_bounded() {
         for bad in [0, -3, MAX_STOCK + 1] {
-            let b = NewCampaign { stock: Some(bad), ..body() };
+            let b = NewCampaign { stock: Some(Some(bad)), ..body() };
             assert_eq!(only(&b, "stock"), "must be from 1 to 100,000,000 coupons, or null for unlimited");
         }
-        assert_eq!(new(&NewCampaign { stock: Some(MAX_STOCK), ..body() }).unwrap().stock, Some(100_000_000));
-        assert_eq!(new(&NewCampaign { stock: None, ..body() }).unwrap().stock, None);
+        assert_eq!(new(&NewCampaign { stock: Some(Some(MAX_STOCK)), ..body() }).unwrap().stock, Some(100_000_000));
+        assert_eq!(new(&NewCampaign { stock: Some(None), ..body() }).unwrap().stock, None);
     }
 
     #[test]
@@ -573,7 +573,7 @@ mod tests {
             value: 0,
             max_discount: Some(0),
             min_spend: Some(-1),
-            stock: Some(0),
+            stock: Some(Some(0)),
             starts_at: "soon".into(),
             ends_at: "later".into(),
             events: Some(vec![]),

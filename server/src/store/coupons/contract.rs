@@ -63,7 +63,16 @@ mod redis {
     super::coupon_claims_contract!(crate::store::coupons::redis::tests::harness());
 }
 
-/// A campaign open from `T0` for a day, stored in `sql`.
+/// A campaign open from `T0` for a day, stored in `sql` and opened in the
+/// live counts, as the service creates one.
+pub async fn opened(h: &dyn Harness, id: &str, stock: Option<u64>) -> Campaign {
+    let c = campaign(h.sql(), id, stock).await;
+    h.claims().open(&c).await.expect("open the campaign");
+    c
+}
+
+/// A campaign open from `T0` for a day, stored in `sql` only (the live
+/// counts load it on first use).
 pub async fn campaign(sql: &SqlStore, id: &str, stock: Option<u64>) -> Campaign {
     let _ = sql.insert_seller(SELLER, "Coupons", T0).await;
     let c = Campaign {
@@ -121,7 +130,7 @@ async fn claim_all(claims: &Arc<dyn CouponClaims>, c: &Campaign, users: &[String
 /// 400 claims by 150 buyers (many claiming several times at once) on a
 /// stock of 40: exactly 40 coupons, to 40 different buyers, all stored.
 pub async fn racing_claims_issue_exactly_the_stock_once_per_buyer(h: Box<dyn Harness>) {
-    let c = campaign(h.sql(), "race", Some(40)).await;
+    let c = opened(&*h, "race", Some(40)).await;
     let users: Vec<String> = (0..400).map(|i| format!("u-{}", i % 150)).collect();
     let results = claim_all(&h.claims(), &c, &users).await;
     let (won, sold_out, already) = tally(&results);
@@ -135,7 +144,7 @@ pub async fn racing_claims_issue_exactly_the_stock_once_per_buyer(h: Box<dyn Har
 }
 
 pub async fn a_second_claim_by_a_buyer_changes_nothing(h: Box<dyn Harness>) {
-    let c = campaign(h.sql(), "twice", Some(3)).await;
+    let c = opened(&*h, "twice", Some(3)).await;
     let Claim::Claimed(first) = h.claims().claim(&c, "buyer", T0 + 1).await.unwrap() else {
         panic!("the first claim wins")
     };
@@ -148,7 +157,7 @@ pub async fn a_second_claim_by_a_buyer_changes_nothing(h: Box<dyn Harness>) {
 }
 
 pub async fn unlimited_stock_issues_to_everyone(h: Box<dyn Harness>) {
-    let c = campaign(h.sql(), "open", None).await;
+    let c = opened(&*h, "open", None).await;
     let users: Vec<String> = (0..120).map(|i| format!("u-{i}")).collect();
     let (won, sold_out, already) = tally(&claim_all(&h.claims(), &c, &users).await);
     assert_eq!((won.len(), sold_out, already), (120, 0, 0));
@@ -158,7 +167,7 @@ pub async fn unlimited_stock_issues_to_everyone(h: Box<dyn Harness>) {
 
 /// Ids that prefix, contain or escape one another are different buyers.
 pub async fn whole_user_ids_are_distinct_buyers(h: Box<dyn Harness>) {
-    let c = campaign(h.sql(), "odd", Some(100)).await;
+    let c = opened(&*h, "odd", Some(100)).await;
     let users: Vec<String> =
         ["auth0", "auth0|12345", "auth0|", "a,b", "a:b {c}", "q\"u\\o", "ünï|códe 🎟", "P|1|x", "C|cp-1"]
             .iter()
@@ -176,7 +185,7 @@ pub async fn whole_user_ids_are_distinct_buyers(h: Box<dyn Harness>) {
 /// After a restart that lost the live counts, the stock and every buyer's
 /// claim are as before: nobody claims twice, nobody past the stock.
 pub async fn a_restart_keeps_every_coupon_and_the_count(mut h: Box<dyn Harness>) {
-    let c = campaign(h.sql(), "again", Some(5)).await;
+    let c = opened(&*h, "again", Some(5)).await;
     let before: Vec<String> = (0..3).map(|i| format!("u-{i}")).collect();
     let (won, ..) = tally(&claim_all(&h.claims(), &c, &before).await);
     assert_eq!(won.len(), 3);
@@ -194,29 +203,32 @@ pub async fn a_restart_keeps_every_coupon_and_the_count(mut h: Box<dyn Harness>)
 }
 
 pub async fn stock_changes_never_go_below_issued(h: Box<dyn Harness>) {
-    let mut c = campaign(h.sql(), "restock", Some(2)).await;
+    let mut c = opened(&*h, "restock", Some(2)).await;
     for u in ["a", "b"] {
         assert!(matches!(h.claims().claim(&c, u, T0 + 1).await.unwrap(), Claim::Claimed(_)));
     }
     assert_eq!(h.claims().claim(&c, "c", T0 + 2).await.unwrap(), Claim::SoldOut);
+    let was = c.clone();
     c.stock = Some(1);
     assert_eq!(h.claims().set_stock(&c).await.unwrap(), Err(BelowIssued { issued: 2 }));
+    // A raise reaches the record first, then the live counts.
     c.stock = Some(3);
+    assert!(h.sql().update_campaign(&was, &c).await.unwrap().is_ok());
     assert_eq!(h.claims().set_stock(&c).await.unwrap(), Ok(()));
-    assert!(h.sql().update_campaign(&c).await.unwrap().is_ok());
     assert!(matches!(h.claims().claim(&c, "c", T0 + 3).await.unwrap(), Claim::Claimed(_)));
     assert_eq!(h.claims().claim(&c, "d", T0 + 4).await.unwrap(), Claim::SoldOut);
+    let was = c.clone();
     c.stock = None;
+    assert!(h.sql().update_campaign(&was, &c).await.unwrap().is_ok());
     assert_eq!(h.claims().set_stock(&c).await.unwrap(), Ok(()));
-    assert!(h.sql().update_campaign(&c).await.unwrap().is_ok());
     assert!(matches!(h.claims().claim(&c, "d", T0 + 5).await.unwrap(), Claim::Claimed(_)));
     assert_eq!(stored(&*h, "restock").await.len(), 4);
     h.finish().await;
 }
 
 pub async fn campaigns_are_counted_apart(h: Box<dyn Harness>) {
-    let one = campaign(h.sql(), "one", Some(1)).await;
-    let two = campaign(h.sql(), "two", Some(1)).await;
+    let one = opened(&*h, "one", Some(1)).await;
+    let two = opened(&*h, "two", Some(1)).await;
     assert!(matches!(h.claims().claim(&one, "u", T0 + 1).await.unwrap(), Claim::Claimed(_)));
     assert!(matches!(h.claims().claim(&two, "u", T0 + 1).await.unwrap(), Claim::Claimed(_)));
     assert_eq!(h.claims().claim(&one, "v", T0 + 2).await.unwrap(), Claim::SoldOut);

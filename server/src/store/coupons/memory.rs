@@ -6,6 +6,10 @@
 //! Never answers `Claimed` before the commit: a crash loses only claims no
 //! buyer was told about. The counts are rebuilt from SQLite per campaign on
 //! first use, so a restart resumes exactly where the database is.
+//!
+//! Several nodes may share one Postgres this way (no Kafka): each counts
+//! for itself and the database's constraints refuse what a node's counts
+//! let through; such a claim is answered from the database's verdict.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -106,6 +110,9 @@ impl CouponClaims for MemoryCouponClaims {
             let Some(live) = all.get_mut(&campaign.id) else {
                 return Err(StoreError::Corrupt(format!("campaign {} not loaded", campaign.id)));
             };
+            // The caller's campaign is the newest this node knows: another
+            // node sharing the database may have restocked it.
+            live.stock = campaign.stock;
             if live.buyers.contains(user) {
                 return Ok(Claim::AlreadyClaimed);
             }
@@ -142,9 +149,6 @@ impl CouponClaims for MemoryCouponClaims {
                 error!(campaign = %coupon.campaign_id, "the database is out of stock before the live count");
                 self.refused.inc();
                 self.undo(&coupon, false);
-                if let Some(live) = self.live.lock().get_mut(&coupon.campaign_id) {
-                    live.stock = Some(live.issued);
-                }
                 Ok(Claim::SoldOut)
             }
             Ok(Recorded::UnknownCampaign) => {
@@ -156,6 +160,12 @@ impl CouponClaims for MemoryCouponClaims {
                 Err(e)
             }
         }
+    }
+
+    async fn open(&self, campaign: &Campaign) -> StoreResult<()> {
+        let live = Live { stock: campaign.stock, issued: 0, buyers: HashSet::new() };
+        self.live.lock().entry(campaign.id.clone()).or_insert(live);
+        Ok(())
     }
 
     async fn set_stock(&self, campaign: &Campaign) -> StoreResult<Result<(), BelowIssued>> {

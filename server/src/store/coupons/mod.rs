@@ -47,6 +47,10 @@ pub trait CouponClaims: Send + Sync + 'static {
     /// on its way there through a log that cannot lose it.
     async fn claim(&self, campaign: &Campaign, user: &str, now_ms: i64) -> StoreResult<Claim>;
 
+    /// Makes a campaign that was just created (nothing issued, nothing in
+    /// flight) live at once, so its first claims need no load.
+    async fn open(&self, campaign: &Campaign) -> StoreResult<()>;
+
     /// Applies a campaign's new stock (`None`: unlimited) to the live
     /// counts; refused, with nothing changed, below what was issued.
     async fn set_stock(&self, campaign: &Campaign) -> StoreResult<Result<(), BelowIssued>>;

@@ -25,6 +25,15 @@ pub struct CampaignRecord {
     pub used: u64,
 }
 
+/// Why a campaign change was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotUpdated {
+    /// The new stock is below what was issued.
+    BelowIssued(BelowIssued),
+    /// Someone changed the campaign since it was read.
+    Changed,
+}
+
 /// What became of one claim of a `record_claims` batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -42,8 +51,7 @@ pub enum Recorded {
 /// The campaign columns, and its used count, for `FROM campaigns c`.
 const CAMPAIGN_COLUMNS: &str = "c.id, c.seller_id, c.name, c.kind, c.value, c.max_discount, c.min_spend, c.stock, \
      c.issued, c.starts_at_ms, c.ends_at_ms, c.paused, c.all_events, c.all_tiers, c.funded_seller_pct, \
-     c.funded_platform_pct, c.created_ms, \
-     (SELECT COUNT(*) FROM coupons u WHERE u.campaign_id = c.id AND u.used_ms IS NOT NULL) AS used";
+     c.funded_platform_pct, c.created_ms, c.used";
 
 #[derive(FromRow)]
 struct CampaignRow {
@@ -299,31 +307,42 @@ impl SqlStore {
 
     /// Saves a campaign's paused flag, end and stock; refused, with nothing
     /// changed, when the new stock is below what was issued.
-    pub async fn update_campaign(&self, c: &Campaign) -> StoreResult<Result<(), BelowIssued>> {
+    pub async fn update_campaign(&self, was: &Campaign, c: &Campaign) -> StoreResult<Result<(), NotUpdated>> {
         let stock = stock_param(c.stock)?;
+        let old_stock = stock_param(was.stock)?;
         // The condition is on the new stock, in the same statement: a claim
-        // committing meanwhile cannot slip under it (the row is locked).
+        // committing meanwhile cannot slip under it (the row is locked). The
+        // old values make it a compare-and-set: two sellers' changes made at
+        // once never mix.
         let done = sqlx::query(
             "UPDATE campaigns SET paused = $1, ends_at_ms = $2, stock = $3 \
-             WHERE id = $4 AND issued <= COALESCE($5, issued)",
+             WHERE id = $4 AND issued <= COALESCE($5, issued) \
+             AND paused = $6 AND ends_at_ms = $7 AND COALESCE(stock, -1) = $8",
         )
         .bind(i64::from(c.paused))
         .bind(c.ends_at_ms)
         .bind(stock)
         .bind(&c.id)
         .bind(stock)
+        .bind(i64::from(was.paused))
+        .bind(was.ends_at_ms)
+        .bind(old_stock.unwrap_or(-1))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Ok(()));
         }
-        let issued: i64 = sqlx::query("SELECT issued FROM campaigns WHERE id = $1")
+        let row = sqlx::query("SELECT issued, stock, paused, ends_at_ms FROM campaigns WHERE id = $1")
             .bind(&c.id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or(sqlx::Error::RowNotFound)?
-            .try_get("issued")?;
-        Ok(Err(BelowIssued { issued: unsigned(&c.id, "issued", issued)? }))
+            .ok_or(sqlx::Error::RowNotFound)?;
+        let (issued, now_stock): (i64, Option<i64>) = (row.try_get("issued")?, row.try_get("stock")?);
+        let (paused, ends_at_ms): (i64, i64) = (row.try_get("paused")?, row.try_get("ends_at_ms")?);
+        if now_stock != old_stock || paused != i64::from(was.paused) || ends_at_ms != was.ends_at_ms {
+            return Ok(Err(NotUpdated::Changed));
+        }
+        Ok(Err(NotUpdated::BelowIssued(BelowIssued { issued: unsigned(&c.id, "issued", issued)? })))
     }
 
     /// Writes a batch of claims in one transaction; one outcome per claim,
@@ -478,13 +497,23 @@ impl SqlStore {
     /// Spends `user`'s coupon at `now_ms`; whether it did (not when it is
     /// someone else's, unknown, or spent already).
     pub async fn mark_coupon_used(&self, coupon_id: &str, user: &str, now_ms: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE coupons SET used_ms = $1 WHERE id = $2 AND user_id = $3 AND used_ms IS NULL")
             .bind(now_ms)
             .bind(coupon_id)
             .bind(user)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // Counted on the campaign, so reading its figures costs no scan.
+        sqlx::query("UPDATE campaigns SET used = used + 1 WHERE id = (SELECT campaign_id FROM coupons WHERE id = $1)")
+            .bind(coupon_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -839,17 +868,20 @@ mod tests {
         let batch: Vec<Coupon> = (0..3).map(|n| claim("c-1", &format!("u{n}"), n)).collect();
         store.record_claims(&batch).await.unwrap();
         let lower = Campaign { stock: Some(2), paused: true, ends_at_ms: NOW + 2 * DAY, ..c.clone() };
-        assert_eq!(store.update_campaign(&lower).await.unwrap(), Err(BelowIssued { issued: 3 }));
+        let below = Err(NotUpdated::BelowIssued(BelowIssued { issued: 3 }));
+        assert_eq!(store.update_campaign(&c, &lower).await.unwrap(), below);
         assert_eq!(record(&store, "c-1").await, CampaignRecord { campaign: c.clone(), issued: 3, used: 0 });
         let exact = Campaign { stock: Some(3), ..lower.clone() };
-        assert_eq!(store.update_campaign(&exact).await.unwrap(), Ok(()));
+        assert_eq!(store.update_campaign(&lower, &exact).await.unwrap(), Err(NotUpdated::Changed), "not as read");
+        assert_eq!(store.update_campaign(&c, &exact).await.unwrap(), Ok(()));
         assert_eq!(record(&store, "c-1").await.campaign, exact);
         assert_eq!(store.record_claims(&[claim("c-1", "u9", 9)]).await.unwrap(), [Recorded::OverStock]);
-        let unlimited = Campaign { stock: None, paused: false, ..exact };
-        assert_eq!(store.update_campaign(&unlimited).await.unwrap(), Ok(()));
+        let unlimited = Campaign { stock: None, paused: false, ..exact.clone() };
+        assert_eq!(store.update_campaign(&exact, &unlimited).await.unwrap(), Ok(()));
         assert_eq!(record(&store, "c-1").await.campaign, unlimited);
         assert_eq!(store.record_claims(&[claim("c-1", "u9", 9)]).await.unwrap(), [Recorded::Inserted]);
-        assert!(store.update_campaign(&campaign("c-nope", None)).await.is_err());
+        let nope = campaign("c-nope", None);
+        assert!(store.update_campaign(&nope, &nope).await.is_err());
         store.close().await;
     }
 

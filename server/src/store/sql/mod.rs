@@ -5,7 +5,7 @@
 
 mod coupons;
 
-pub use coupons::{CampaignRecord, Recorded};
+pub use coupons::{CampaignRecord, NotUpdated, Recorded};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;

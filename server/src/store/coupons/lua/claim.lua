@@ -6,7 +6,7 @@
 --   F|<claimed ms>|<coupon id>               the log refused it
 --   C|<coupon id>                            in the log
 -- KEYS: 1 stock ("-1": unlimited; missing: not loaded), 2 issued (counter),
---       3 claims (hash user -> state)
+--       3 claims (hash user -> state; all three expire at the same instant)
 -- ARGV: 1 user, 2 now ms, 3 stale ms, 4 a fresh coupon id, 5 the caller's
 --       instance, 6 an instance the caller found dead ('' for none)
 -- Returns {'cold'} | {'already'} | {'sold_out'} | {'new'}
@@ -38,6 +38,12 @@ if state then
 end
 local limit = tonumber(stock)
 if limit >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= limit then return {'sold_out'} end
+local first = redis.call('EXISTS', KEYS[3]) == 0
 redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[3], user, 'P|' .. now .. '|' .. now .. '|' .. ARGV[5] .. '|' .. ARGV[4])
+if first then
+  -- The campaign's first claim makes the hash: it expires with the stock.
+  local at = redis.call('PEXPIRETIME', KEYS[1])
+  if at > 0 then redis.call('PEXPIREAT', KEYS[3], at) end
+end
 return {'new'}
