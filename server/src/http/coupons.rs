@@ -144,7 +144,7 @@ pub async fn list(
     operation_id = "get_campaign",
     tag = "seller",
     security(("bearer" = [])),
-    params(("campaign" = String, Path, description = "Campaign id")),
+    params(("campaign" = String, Path, description = "Campaign id", example = "demo-10-percent")),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
         (status = 400, description = "`bad_request`: a campaign id that is not UTF-8", body = ErrorResponse),
@@ -172,7 +172,7 @@ pub async fn get(
     operation_id = "patch_campaign",
     tag = "seller",
     security(("bearer" = [])),
-    params(("campaign" = String, Path, description = "Campaign id")),
+    params(("campaign" = String, Path, description = "Campaign id", example = "demo-10-percent")),
     request_body = CampaignPatch,
     responses(
         (status = 200, description = "The campaign now", body = CampaignView),

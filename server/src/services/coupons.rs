@@ -297,11 +297,11 @@ impl CouponService {
         if names_stock && lowered {
             self.claims.set_stock(&next).await?.map_err(below_issued)?;
         }
-        let stored = self.sql.update_campaign(was, &next).await?;
-        if let Err(refused) = stored {
-            if names_stock && lowered {
-                self.resync_stock(id).await;
-            }
+        let stored = self.sql.update_campaign(was, &next).await;
+        if !matches!(stored, Ok(Ok(()))) && names_stock && lowered {
+            self.resync_stock(id).await;
+        }
+        if let Err(refused) = stored? {
             return Err(match refused {
                 NotUpdated::BelowIssued(below) => below_issued(below),
                 NotUpdated::Changed => AppError::Conflict("the campaign changed meanwhile; read it again".into()),
