@@ -199,13 +199,28 @@ impl CouponService {
     }
 
     /// An event's campaigns that have not ended, for its buyers.
+    ///
+    /// Every buyer's page asks for this every few seconds, so it is read
+    /// from the cache and the live counts, not from SQL.
     pub async fn offers(&self, event: &str) -> AppResult<Vec<OfferView>> {
         let (id, e) = self.catalog.find(event)?;
         let now = self.clock.now_ms();
-        let mut offers = Vec::new();
-        for record in self.sql.live_campaigns(&e.seller_id, &id, now).await? {
-            let issued = self.issued(&record).await?;
-            offers.push(offer_view(&record.campaign, issued, now));
+        let mut live: Vec<Arc<Campaign>> = self
+            .cache
+            .load()
+            .values()
+            .map(|(_, c)| c.clone())
+            .filter(|c| c.ends_at_ms > now && c.covers_event(&e.seller_id, &id))
+            .collect();
+        live.sort_by(|a, b| (a.starts_at_ms, &a.id).cmp(&(b.starts_at_ms, &b.id)));
+        let mut offers = Vec::with_capacity(live.len());
+        for c in live {
+            let issued = match self.claims.issued(&c.id).await? {
+                Some(issued) => issued,
+                // Not counted live yet (no claim since this node started).
+                None => self.sql.campaign(&c.id).await?.map_or(0, |r| r.issued),
+            };
+            offers.push(offer_view(&c, issued, now));
         }
         Ok(offers)
     }
