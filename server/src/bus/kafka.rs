@@ -47,33 +47,35 @@ impl KafkaBus {
             .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string())
             .create()?;
         if partitions > 0 {
-            create_topic(brokers, topic, partitions).await;
+            create_topic(brokers, topic, partitions, "seat diffs").await;
         }
         Ok(Self { brokers: brokers.to_owned(), topic: topic.to_owned(), node: node.to_owned(), producer })
     }
 }
 
-/// Creates the topic if it is missing. Best effort: a broker that creates
-/// topics on first use, or an operator who made it already, is fine too.
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+/// Creates `topic` (`what` it carries, for the log) if it is missing. Best
+/// effort: a broker that creates topics on first use, or an operator who
+/// made it already, is fine too.
+pub(crate) async fn create_topic(brokers: &str, topic: &str, partitions: i32, what: &str) {
     let admin: AdminClient<DefaultClientContext> = match ClientConfig::new().set("bootstrap.servers", brokers).create()
     {
         Ok(a) => a,
-        Err(e) => return warn!(error = %e, "no admin client to create the seat-diff topic"),
+        Err(e) => return warn!(error = %e, what, "no admin client to create a topic"),
     };
     let spec = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
-    match admin.create_topics([&spec], &opts).await {
-        Ok(results) => {
+    match tokio::time::timeout(Duration::from_secs(10), admin.create_topics([&spec], &opts)).await {
+        Ok(Ok(results)) => {
             for result in results {
                 match result {
-                    Ok(name) => info!(topic = %name, partitions, "created the seat-diff topic"),
+                    Ok(name) => info!(topic = %name, partitions, what, "created a topic"),
                     Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((name, code)) => warn!(topic = %name, error = %code, "could not create the seat-diff topic"),
+                    Err((name, code)) => warn!(topic = %name, error = %code, what, "could not create a topic"),
                 }
             }
         }
-        Err(e) => warn!(topic, error = %e, "could not create the seat-diff topic"),
+        Ok(Err(e)) => warn!(topic, error = %e, what, "could not create a topic"),
+        Err(_) => warn!(topic, what, "creating a topic timed out"),
     }
 }
 

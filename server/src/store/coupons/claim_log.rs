@@ -29,8 +29,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -42,6 +40,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::bus::kafka::create_topic;
 use crate::domain::coupons::Coupon;
 use crate::metrics::Counter;
 use crate::store::sql::{Recorded, SqlStore};
@@ -157,7 +156,7 @@ impl ClaimLog {
             .set("enable.auto.commit", "false")
             .create()?;
         if partitions > 0 {
-            create_topic(brokers, topic, partitions).await;
+            create_topic(brokers, topic, partitions, "coupon claims").await;
         }
         Ok(Self {
             brokers: brokers.to_owned(),
@@ -290,31 +289,6 @@ fn reached_now(consumer: &BaseConsumer, topic: &str, snapshot: &Snapshot) -> Sto
         }
     }
     Ok(true)
-}
-
-/// Creates the topic if it is missing. Best effort: a broker that creates
-/// topics on first use, or an operator who made it already, is fine too.
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = match ClientConfig::new().set("bootstrap.servers", brokers).create()
-    {
-        Ok(a) => a,
-        Err(e) => return warn!(error = %e, "no admin client to create the coupon claim topic"),
-    };
-    let spec = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
-    match tokio::time::timeout(Duration::from_secs(10), admin.create_topics([&spec], &opts)).await {
-        Ok(Ok(results)) => {
-            for result in results {
-                match result {
-                    Ok(name) => info!(topic = %name, partitions, "created the coupon claim topic"),
-                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((name, code)) => warn!(topic = %name, error = %code, "could not create the coupon claim topic"),
-                }
-            }
-        }
-        Ok(Err(e)) => warn!(topic, error = %e, "could not create the coupon claim topic"),
-        Err(_) => warn!(topic, "creating the coupon claim topic timed out"),
-    }
 }
 
 /// The consumer that writes logged claims to the database.
