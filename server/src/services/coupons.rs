@@ -215,20 +215,21 @@ impl CouponService {
         live.sort_by(|a, b| (a.starts_at_ms, &a.id).cmp(&(b.starts_at_ms, &b.id)));
         let mut offers = Vec::with_capacity(live.len());
         for c in live {
-            let issued = match self.claims.issued(&c.id).await? {
-                Some(issued) => issued,
-                // Not counted live yet (no claim since this node started).
-                None => self.sql.campaign(&c.id).await?.map_or(0, |r| r.issued),
-            };
+            let issued = self.issued(&c.id, None).await?;
             offers.push(offer_view(&c, issued, now));
         }
         Ok(offers)
     }
 
     /// Issued so far: the live count when this node has one (it runs ahead
-    /// of the record in distributed mode), else the record's.
-    async fn issued(&self, record: &CampaignRecord) -> AppResult<u64> {
-        Ok(self.claims.issued(&record.campaign.id).await?.unwrap_or(record.issued).max(record.issued))
+    /// of the record in distributed mode), never below the record's
+    /// (`recorded`, or read from SQL when the live count has none either).
+    async fn issued(&self, id: &str, recorded: Option<u64>) -> AppResult<u64> {
+        Ok(match (self.claims.issued(id).await?, recorded) {
+            (Some(live), recorded) => live.max(recorded.unwrap_or(0)),
+            (None, Some(recorded)) => recorded,
+            (None, None) => self.sql.campaign(id).await?.map_or(0, |r| r.issued),
+        })
     }
 
     // ------------------------------------------------------------ sellers
@@ -262,7 +263,7 @@ impl CouponService {
     }
 
     async fn view(&self, record: &CampaignRecord) -> AppResult<CampaignView> {
-        let issued = self.issued(record).await?;
+        let issued = self.issued(&record.campaign.id, Some(record.issued)).await?;
         Ok(campaign_view(&record.campaign, issued, record.used, self.clock.now_ms()))
     }
 
@@ -294,7 +295,7 @@ impl CouponService {
     pub async fn patch(&self, scope: Scope<'_>, id: &str, patch: &CampaignPatch) -> AppResult<CampaignView> {
         let record = self.sql.campaign(id).await?.filter(|r| scope.sees(&r.campaign.seller_id));
         let record = record.ok_or(AppError::NotFound("campaign"))?;
-        let issued = self.issued(&record).await?;
+        let issued = self.issued(&record.campaign.id, Some(record.issued)).await?;
         let next = validate_patch(&record.campaign, issued, patch)?;
         // The live count gates claims and the record backs it, so a lower
         // stock reaches the live count first (it refuses one below what it

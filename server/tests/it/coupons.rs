@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt, stream};
 use qt_protocol::{ClientMsg, Envelope, Req, Role};
+use queueticket::clock::rfc3339;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -27,11 +28,6 @@ const CAMPAIGNS: &str = "/api/v1/seller/campaigns";
 const WAIT: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------ helpers
-
-fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).expect("a time");
-    t.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339")
-}
 
 /// A valid campaign body: 5,000 off, open from an hour ago for a day.
 fn campaign_body(id: &str, stock: Option<i64>) -> Value {

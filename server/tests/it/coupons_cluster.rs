@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use qt_protocol::{ClientMsg, Role};
+use queueticket::clock::rfc3339;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::{Value, json};
@@ -52,15 +53,9 @@ fn token(sub: &str, role: Role) -> String {
 
 async fn create_campaign(n: &ChildServer, id: &str, stock: u64) {
     let now = now_ms();
-    let at = |ms: i64| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .expect("a time")
-            .format(&time::format_description::well_known::Rfc3339)
-            .expect("RFC 3339")
-    };
     let body = json!({
         "id": id, "name": format!("Storm {id}"), "kind": "fixed", "value": 1_000, "stock": stock,
-        "starts_at": at(now - 60_000), "ends_at": at(now + 3_600_000),
+        "starts_at": rfc3339(now - 60_000), "ends_at": rfc3339(now + 3_600_000),
         "funded_by": {"seller": 100, "platform": 0},
     });
     let r = http(n.addr, "POST", "/api/v1/seller/campaigns", Some(&token("s", Role::Seller)), Some(body)).await;

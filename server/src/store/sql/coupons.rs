@@ -532,7 +532,7 @@ mod tests {
 
     macro_rules! coupons_contract {
         ($make:expr) => {
-            coupons_contract!(@each $make;
+            crate::store::sql::tests::on_each_database!($make;
                 a_campaign_round_trips_exactly,
                 a_duplicate_campaign_id_is_refused_and_writes_nothing,
                 pages_follow_the_cursor_within_the_seller,
@@ -547,16 +547,6 @@ mod tests {
                 an_unknown_kind_is_corrupt,
                 a_batch_of_2000_claims_commits_at_once,
             );
-        };
-        (@each $make:expr; $($scenario:ident),* $(,)?) => {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    let db = $make.await;
-                    super::$scenario(&db).await;
-                    db.finish().await;
-                }
-            )*
         };
     }
 
@@ -758,9 +748,16 @@ mod tests {
         store.close().await;
     }
 
-    /// Several writers on two stores (two pools: on Postgres, as two nodes
-    /// would), each batch naming two campaigns in its own order.
-    async fn concurrent_batches_never_exceed_the_stock(db: &TestDb) {
+    /// Eight writers on two stores (two pools: on Postgres, as two nodes
+    /// would), five batches each on two campaigns of stock 50: `claims(w, b,
+    /// k)` names writer `w`'s batch `b`'s `k`-th pair, and writers for whom
+    /// `reversed(w)` send their batches backwards. Every claim with what it
+    /// came to, and the stores to check (the first; close it afterwards).
+    async fn race(
+        db: &TestDb,
+        claims: fn(usize, usize, usize) -> [Coupon; 2],
+        reversed: fn(usize) -> bool,
+    ) -> (SqlStore, Vec<(Coupon, Recorded)>) {
         let setup = store(db).await;
         stored(&setup, &campaign("c-a", Some(50))).await;
         stored(&setup, &campaign("c-b", Some(50))).await;
@@ -771,13 +768,8 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 for b in 0..5_usize {
-                    let mut batch: Vec<Coupon> = (0..5_usize)
-                        .flat_map(|k| {
-                            let n = (w * 5 + b) * 5 + k;
-                            [claim("c-a", &format!("u{n}"), n), claim("c-b", &format!("u{n}"), n)]
-                        })
-                        .collect();
-                    if w % 2 == 1 {
+                    let mut batch: Vec<Coupon> = (0..5_usize).flat_map(|k| claims(w, b, k)).collect();
+                    if reversed(w) {
                         batch.reverse();
                     }
                     let got = store.record_claims(&batch).await.unwrap();
@@ -790,6 +782,23 @@ mod tests {
         for t in tasks {
             outcomes.extend(t.await.unwrap());
         }
+        for s in stores {
+            s.close().await;
+        }
+        (setup, outcomes)
+    }
+
+    /// Writers each naming the two campaigns in their own order.
+    async fn concurrent_batches_never_exceed_the_stock(db: &TestDb) {
+        let (setup, outcomes) = race(
+            db,
+            |w, b, k| {
+                let n = (w * 5 + b) * 5 + k;
+                [claim("c-a", &format!("u{n}"), n), claim("c-b", &format!("u{n}"), n)]
+            },
+            |w| w % 2 == 1,
+        )
+        .await;
         assert_eq!(outcomes.len(), 400, "200 claims per campaign");
         for id in ["c-a", "c-b"] {
             let mine: Vec<Recorded> = outcomes.iter().filter(|(c, _)| c.campaign_id == id).map(|(_, r)| *r).collect();
@@ -798,46 +807,23 @@ mod tests {
             assert_eq!(setup.claims_of(id).await.unwrap().len(), 50);
             assert_eq!(record(&setup, id).await.issued, 50);
         }
-        for s in stores {
-            s.close().await;
-        }
         setup.close().await;
     }
 
     /// Writers racing on the same buyers: half of them replay the others'
     /// claims (same coupon ids), half claim a second coupon (new ids).
     async fn concurrent_replays_and_second_coupons_resolve_once(db: &TestDb) {
-        let setup = store(db).await;
-        stored(&setup, &campaign("c-a", Some(50))).await;
-        stored(&setup, &campaign("c-b", Some(50))).await;
-        let stores = [db.store().await, db.store().await];
-        let mut tasks = Vec::new();
-        for w in 0..8_usize {
-            let store = stores[w % 2].clone();
-            tasks.push(tokio::spawn(async move {
-                let mut outcomes = Vec::new();
-                for b in 0..5_usize {
-                    let mut batch: Vec<Coupon> = (0..5_usize)
-                        .flat_map(|k| {
-                            let n = ((w % 4) * 5 + b) * 5 + k;
-                            let user = format!("u{n}");
-                            let again = if w >= 4 && w % 2 == 1 { n + 1_000 } else { n };
-                            [claim("c-a", &user, again), claim("c-b", &user, again)]
-                        })
-                        .collect();
-                    if w % 3 == 1 {
-                        batch.reverse();
-                    }
-                    let got = store.record_claims(&batch).await.unwrap();
-                    outcomes.extend(batch.into_iter().zip(got));
-                }
-                outcomes
-            }));
-        }
-        let mut outcomes = Vec::new();
-        for t in tasks {
-            outcomes.extend(t.await.unwrap());
-        }
+        let (setup, outcomes) = race(
+            db,
+            |w, b, k| {
+                let n = ((w % 4) * 5 + b) * 5 + k;
+                let user = format!("u{n}");
+                let again = if w >= 4 && w % 2 == 1 { n + 1_000 } else { n };
+                [claim("c-a", &user, again), claim("c-b", &user, again)]
+            },
+            |w| w % 3 == 1,
+        )
+        .await;
         for id in ["c-a", "c-b"] {
             let mine: Vec<&(Coupon, Recorded)> = outcomes.iter().filter(|(c, _)| c.campaign_id == id).collect();
             assert_eq!(mine.len(), 200);
@@ -855,9 +841,6 @@ mod tests {
                 };
                 assert!(want.contains(r), "{c:?} came to {r:?}, not one of {want:?}");
             }
-        }
-        for s in stores {
-            s.close().await;
         }
         setup.close().await;
     }

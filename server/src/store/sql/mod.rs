@@ -333,19 +333,10 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     /// One `#[tokio::test]` per scenario, each on a fresh database from
-    /// `$make` (an expression whose value is a future of a `TestDb`).
-    macro_rules! sql_contract {
-        ($make:expr) => {
-            sql_contract!(@each $make;
-                an_empty_catalogue_has_no_events,
-                the_demo_is_seeded_once_and_reads_back_exactly,
-                each_seller_sees_only_its_own_events,
-                queue_settings_change_only_for_their_owner,
-                a_duplicate_is_refused_and_leaves_nothing_half_written,
-                reopening_runs_no_migration_twice_and_keeps_the_data,
-            );
-        };
-        (@each $make:expr; $($scenario:ident),* $(,)?) => {
+    /// `$make` (an expression whose value is a future of a `TestDb`); the
+    /// coupon part of the contract uses it too.
+    macro_rules! on_each_database {
+        ($make:expr; $($scenario:ident),* $(,)?) => {
             $(
                 #[tokio::test]
                 async fn $scenario() {
@@ -354,6 +345,20 @@ mod tests {
                     db.finish().await;
                 }
             )*
+        };
+    }
+    pub(super) use on_each_database;
+
+    macro_rules! sql_contract {
+        ($make:expr) => {
+            on_each_database!($make;
+                an_empty_catalogue_has_no_events,
+                the_demo_is_seeded_once_and_reads_back_exactly,
+                each_seller_sees_only_its_own_events,
+                queue_settings_change_only_for_their_owner,
+                a_duplicate_is_refused_and_leaves_nothing_half_written,
+                reopening_runs_no_migration_twice_and_keeps_the_data,
+            );
         };
     }
 
