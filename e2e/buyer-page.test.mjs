@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
+import { eventually as poll } from './support/eventually.mjs';
 import { Server } from './support/server.mjs';
 import { SocketBuyer } from './support/socket-buyer.mjs';
 
@@ -45,17 +46,8 @@ let other;
 /** Uncaught errors of every page, checked after each scenario. */
 const pageErrors = [];
 
-/** Polls `read` until `check` accepts its value; fails with the last value. */
-async function eventually(what, read, check, timeoutMs = LIVE_TIMEOUT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await read();
-    if (check(last)) return last;
-    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+/** Polls `read` until `check` accepts its value (LIVE_TIMEOUT_MS unless given). */
+const eventually = (what, read, check, timeoutMs = LIVE_TIMEOUT_MS) => poll(what, read, check, timeoutMs);
 
 /** Waits for a visible element whose text matches `pattern`; returns the text. */
 function textOf(page, selector, pattern, timeoutMs) {

@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 
+import { eventually as poll } from './support/eventually.mjs';
 import { Server } from './support/server.mjs';
 import { SocketBuyer } from './support/socket-buyer.mjs';
 
@@ -48,17 +49,8 @@ let browser;
 /** Uncaught errors of every page, checked after the last scenario. */
 const pageErrors = [];
 
-/** Polls `read` until `check` accepts its value; fails with the last value. */
-async function eventually(what, read, check, timeoutMs = CLAIM_MS) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await read();
-    if (check(last)) return last;
-    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+/** Polls `read` until `check` accepts its value (CLAIM_MS unless given). */
+const eventually = (what, read, check, timeoutMs = CLAIM_MS) => poll(what, read, check, timeoutMs);
 
 /** Waits until the visible `locator`'s text matches `pattern`; returns the text. */
 function textOf(locator, pattern, timeoutMs) {
