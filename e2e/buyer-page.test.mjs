@@ -283,7 +283,7 @@ describe('buyer page', { timeout: 90_000 }, () => {
     assert.equal(ids.length, DEMO_SEATS);
     assert.equal(await paintedSeats(desktop, ids), DEMO_SEATS, 'every seat is painted on the canvas');
     const legend = (await desktop.locator('#legend li').allInnerTexts()).map((t) => t.trim());
-    assert.deepEqual(legend, ['VIP ₩198,000', 'R ₩165,000', 'S ₩132,000', 'A ₩99,000', 'Selected', 'Held by you', 'Taken']);
+    assert.deepEqual(legend, ['VIP ₩198,000', 'R ₩165,000', 'S ₩132,000', 'A ₩99,000', 'Selected', 'Held by you', 'Taken', 'Sold']);
     await seatsShow(desktop, ['E-20-1', 'C-1-12'], 'free');
 
     // One seat by mouse, its neighbour by keyboard (the click focused the map).
@@ -303,7 +303,7 @@ describe('buyer page', { timeout: 90_000 }, () => {
     const countdown = await textOf(desktop, '#hold-list .hold-countdown', /^\d+:\d\d$/);
     const [m, s] = countdown.split(':').map(Number);
     assert.ok(m * 60 + s > 590 && m * 60 + s <= 600, `hold countdown ${countdown} starts near hold_s (600 s)`);
-    assert.ok(await desktop.getByRole('button', { name: 'Checkout (coming soon)' }).isDisabled());
+    assert.ok(await desktop.getByRole('button', { name: 'Check out', exact: true }).isEnabled(), 'held seats can be checked out');
     await textOf(desktop, '#seatmap-summary', /^2,400 seats, 2,398 free$/);
     const store = await server.seatStatuses();
     assert.deepEqual([store['E-20-1'], store['E-20-2'], store['E-20-3']], ['held', 'held', 'free']);
@@ -497,7 +497,7 @@ describe('buyer page', { timeout: 90_000 }, () => {
     assert.equal(next.body?.position, 3, 'the buyer behind moved up');
   });
 
-  test('a server restart is ridden out: the page reconnects and queues again', async () => {
+  test('a server restart is ridden out: the page reconnects and gets its place back', async () => {
     await phone.getByRole('button', { name: /join the queue/i }).click();
     await textOf(phone, '#position', /^You are #4 of 4$/);
     // The desktop buyer's 3 best seats are still held (for 10 min).
@@ -506,11 +506,12 @@ describe('buyer page', { timeout: 90_000 }, () => {
     await textOf(phone, '#conn', /^Server restarting/, 3_000);
     await stopped;
     await server.run(); // same port and data: the page's token stays valid
-    // The embedded waiting room lives in memory, so the line starts empty.
+    // The embedded stores are journaled in the data directory: the line and
+    // the holds survive the restart, and joining again claims the place back.
     await textOf(phone, '#conn', /^Live$/, 15_000);
-    await textOf(phone, '#position', /^You are #1 of 1$/);
-    // The new socket watches again, and the fresh map has every seat free.
-    await textOf(phone, '#seatmap-summary', /^2,400 seats, 2,400 free$/);
+    await textOf(phone, '#position', /^You are #4 of 4$/);
+    // The new socket watches again: the map still has the 3 held seats.
+    await textOf(phone, '#seatmap-summary', /^2,400 seats, 2,397 free$/);
   });
 
   // After every scenario: no script error on any page.

@@ -79,6 +79,17 @@ pub enum ClientMsg {
         order: String,
         payment_key: String,
     },
+    /// Cancels an unpaid order, or refunds a paid one where the event's
+    /// refund policy allows.
+    CancelOrder {
+        order: String,
+    },
+    /// The buyer's orders (an addition), newest first; with `event`, only
+    /// that event's.
+    Orders {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
     Ping,
 }
 
@@ -229,6 +240,8 @@ mod tests {
             ClientMsg::Coupons { event: Some("e".into()) },
             ClientMsg::Checkout { event: "e".into(), coupon: Some("best".into()) },
             ClientMsg::Pay { order: "o".into(), payment_key: "k".into() },
+            ClientMsg::CancelOrder { order: "o".into() },
+            ClientMsg::Orders { event: None },
             ClientMsg::Ping,
         ];
         assert_eq!(samples.len(), KNOWN_TYPES.len());

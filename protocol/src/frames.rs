@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::Req;
 use crate::coupons::{CouponView, Coupons};
 use crate::error::ErrorBody;
+use crate::orders::{OrderView, Orders, PaymentView};
 
 /// Every message a server sends on the buyer socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +28,9 @@ pub enum ServerMsg {
     Unwatched(Unwatched),
     Coupon(CouponView),
     Coupons(Coupons),
+    Order(OrderView),
+    Payment(PaymentView),
+    Orders(Orders),
 }
 
 impl ServerMsg {
@@ -48,6 +52,9 @@ impl ServerMsg {
             ServerMsg::Unwatched(_) => "unwatched",
             ServerMsg::Coupon(_) => "coupon",
             ServerMsg::Coupons(_) => "coupons",
+            ServerMsg::Order(_) => "order",
+            ServerMsg::Payment(_) => "payment",
+            ServerMsg::Orders(_) => "orders",
         }
     }
 }

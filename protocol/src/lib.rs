@@ -9,6 +9,7 @@ pub mod client;
 pub mod coupons;
 pub mod error;
 pub mod frames;
+pub mod orders;
 pub mod rest;
 pub mod token;
 

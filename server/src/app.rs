@@ -19,15 +19,20 @@ use tracing::{info, warn};
 use crate::auth::{Auth, KeyError};
 use crate::bus::kafka::KafkaBus;
 use crate::bus::memory::MemoryBus;
+use crate::bus::orders::{KafkaOrderBus, MemoryOrderBus, OrderBus};
 use crate::bus::{BusError, SeatBus};
 use crate::clock::Clock;
 use crate::config::{Secret, ServerConfig};
+use crate::gateway::Gateway;
+use crate::gateway::sandbox::{Sandbox, SandboxSettings};
+use crate::gateway::toss::TossGateway;
 use crate::http::AppState;
 use crate::http::serve::{ServeSettings, serve};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
 use crate::services::coupons::CouponService;
+use crate::services::orders::{OrderService, PaymentTimings};
 use crate::services::queue::QueueService;
 use crate::services::seats::SeatService;
 use crate::services::settings::SettingsService;
@@ -43,6 +48,7 @@ use crate::store::sql::SqlStore;
 use crate::store::waiting::WaitingRoom;
 use crate::store::waiting::memory::MemoryWaitingRoom;
 use crate::store::waiting::redis::RedisWaitingRoom;
+use crate::workers::outbox::{OrderEffects, OutboxRelay};
 use crate::workers::{self, Leases, admitter::Admitter, relay::Relay};
 use crate::ws::Sockets;
 use crate::ws::feed::Feed;
@@ -119,10 +125,48 @@ struct Built {
     bus: Arc<dyn SeatBus>,
     admitter: Arc<Admitter>,
     relay: Arc<Relay>,
+    outbox: Arc<OutboxRelay>,
+    effects: Arc<OrderEffects>,
+    order_bus: Arc<dyn OrderBus>,
+    /// The sandbox gateway mounted at `/pg-sandbox`, when no gateway is
+    /// configured.
+    sandbox: Option<Arc<Sandbox>>,
     sql: SqlStore,
 }
 
-async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, StartError> {
+/// The payment gateway: the one configured, or the sandbox on this
+/// server's own listener (`addr`).
+async fn gateway(cfg: &ServerConfig, addr: SocketAddr) -> Result<(Arc<dyn Gateway>, Option<Arc<Sandbox>>), StartError> {
+    let secret = cfg.pg_secret_key.0.clone();
+    let (base, sandbox) = match &cfg.pg_base_url {
+        Some(base) => (base.clone(), None),
+        // Nodes of a cluster must all confirm with one gateway: a sandbox
+        // per node would not know another node's charges, so a lookup on
+        // one could charge again what another already charged.
+        None if !cfg.embedded() => {
+            return Err(StartError::Config(
+                "with --redis-url every node needs the same --pg-base-url (the Toss API, or one \
+                 `queueticket pg-sandbox --listen ADDR` for all nodes)"
+                    .into(),
+            ));
+        }
+        None => {
+            let settings = SandboxSettings { slow_ms: cfg.pg_sandbox_slow_ms, ..SandboxSettings::default() };
+            let path = cfg.data_dir.join("pg-sandbox.db");
+            let sandbox = Sandbox::open(Some(&path), &secret, settings)
+                .await
+                .map_err(|e| StartError::Config(format!("cannot open the payment sandbox: {e}")))?;
+            let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+            let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+            (format!("http://{host}:{}/pg-sandbox", addr.port()), Some(Arc::new(sandbox)))
+        }
+    };
+    let client = TossGateway::new(&base, &secret, cfg.gateway_policy())
+        .map_err(|e| StartError::Config(format!("invalid payment gateway settings: {e}")))?;
+    Ok((Arc::new(client), sandbox))
+}
+
+async fn build(cfg: ServerConfig, addr: SocketAddr, shutdown: CancellationToken) -> Result<Built, StartError> {
     cfg.validate().map_err(StartError::Config)?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(io_err(format!("cannot create {}", cfg.data_dir.display())))?;
     let auth = Arc::new(build_auth(&cfg)?);
@@ -148,7 +192,15 @@ async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, 
             Arc::new(RedisWaitingRoom::with_connection(conn.clone(), &cfg.redis_prefix)),
             Arc::new(RedisSeatStore::new(conn.clone(), &cfg.redis_prefix)),
         ),
-        None => (Arc::new(MemoryWaitingRoom::new()), Arc::new(MemorySeatStore::new())),
+        None => {
+            // Places, windows and holds written through to their own SQLite
+            // file (one commit order for both), rebuilt from it at start.
+            let journal = crate::store::journal::Journal::open(&cfg.data_dir.join("state.db")).await?;
+            (
+                Arc::new(MemoryWaitingRoom::open(journal.clone(), clock.now_ms()).await?),
+                Arc::new(MemorySeatStore::open(journal).await?),
+            )
+        }
     };
     let node_id = cfg.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
     let bus: Arc<dyn SeatBus> = match &cfg.kafka_brokers {
@@ -189,10 +241,55 @@ async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, 
     let (claims, claim_worker) = coupon_claims(&cfg, &metrics, redis.as_ref(), &sql).await?;
     let coupons = Arc::new(CouponService::new(sql.clone(), claims, catalog.clone(), clock, metrics.clone()));
     coupons.reload().await?;
+    let (gateway, sandbox) = gateway(&cfg, addr).await?;
+    let order_bus: Arc<dyn OrderBus> = match &cfg.kafka_brokers {
+        Some(brokers) => {
+            Arc::new(KafkaOrderBus::connect(brokers, &cfg.kafka_order_topic, &node_id, cfg.kafka_partitions).await?)
+        }
+        None => Arc::new(MemoryOrderBus::default()),
+    };
+    let outbox_written = Arc::new(tokio::sync::Notify::new());
+    let orders = Arc::new(OrderService {
+        sql: sql.clone(),
+        seats: store.clone(),
+        catalog: catalog.clone(),
+        queue: queue.clone(),
+        coupons: coupons.clone(),
+        gateway,
+        clock,
+        metrics: metrics.clone(),
+        outbox_written: outbox_written.clone(),
+        timings: PaymentTimings {
+            answer_wait: Duration::from_millis(cfg.pay_answer_wait_ms),
+            in_doubt_after_ms: cfg.pg_in_doubt_after_ms,
+            give_up_after_ms: cfg.pg_give_up_after_ms,
+        },
+        payments: TaskTracker::new(),
+        refund_backoff: Default::default(),
+    });
+    // The record says which seats are sold; a seat store that lost them
+    // (Redis restarted empty) learns them again.
+    orders.resync_sold().await?;
+    let outbox = Arc::new(OutboxRelay {
+        sql: sql.clone(),
+        bus: order_bus.clone(),
+        written: outbox_written,
+        metrics: metrics.clone(),
+        clock,
+        shutdown: shutdown.clone(),
+    });
+    let effects = Arc::new(OrderEffects {
+        sql: sql.clone(),
+        seats: store.clone(),
+        bus: order_bus.clone(),
+        clock,
+        shutdown: shutdown.clone(),
+    });
     let sockets = Arc::new(Sockets {
         queue: queue.clone(),
         seats: seats.clone(),
         coupons: coupons.clone(),
+        orders: orders.clone(),
         catalog: catalog.clone(),
         hub: hub.clone(),
         feed,
@@ -214,8 +311,8 @@ async fn build(cfg: ServerConfig, shutdown: CancellationToken) -> Result<Built, 
         shutdown: shutdown.clone(),
     });
     let relay = Arc::new(Relay { seats: store, bus: bus.clone(), leases, metrics: metrics.clone(), shutdown });
-    let state = AppState { cfg, auth, limits, metrics, catalog, queue, seats, coupons, settings, sockets, hub };
-    Ok(Built { state, claim_worker, bus, admitter, relay, sql })
+    let state = AppState { cfg, auth, limits, metrics, catalog, queue, seats, coupons, orders, settings, sockets, hub };
+    Ok(Built { state, claim_worker, bus, admitter, relay, outbox, effects, order_bus, sandbox, sql })
 }
 
 /// The coupon-claim store and the worker that makes its claims durable.
@@ -270,9 +367,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let shutdown_token = CancellationToken::new();
-    let Built { state, claim_worker, bus, admitter, relay, sql } = build(cfg, shutdown_token.clone()).await?;
-    let cfg = state.cfg.clone();
     let addr = listener.local_addr().map_err(io_err("listener has no address"))?;
+    let Built { state, claim_worker, bus, admitter, relay, outbox, effects, order_bus, sandbox, sql } =
+        build(cfg, addr, shutdown_token.clone()).await?;
+    let cfg = state.cfg.clone();
     let metrics_listener = match cfg.metrics_listen {
         Some(at) => Some(bind(at).map_err(io_err(format!("cannot listen for metrics on {at}")))?),
         None => None,
@@ -312,6 +410,20 @@ pub async fn run(
     workers::supervise(&workers, token.clone(), "pushes", move || crate::ws::pushes::run(sockets.clone(), tick));
     let sockets = state.sockets.clone();
     workers::supervise(&workers, token.clone(), "diffs", move || crate::ws::diffs::run(sockets.clone(), bus.clone()));
+    workers::supervise(&workers, token.clone(), "outbox-relay", move || outbox.clone().run());
+    workers::supervise(&workers, token.clone(), "order-effects", move || effects.clone().run());
+    let (orders, hub, t) = (state.orders.clone(), state.hub.clone(), token.clone());
+    workers::supervise(&workers, token.clone(), "order-pushes", move || {
+        crate::ws::order_pushes::run(orders.clone(), hub.clone(), order_bus.clone(), t.clone())
+    });
+    let (orders, t) = (state.orders.clone(), token.clone());
+    workers::supervise(&workers, token.clone(), "order-expiry", move || {
+        crate::workers::outbox::run_expiry(orders.clone(), t.clone())
+    });
+    let (orders, t) = (state.orders.clone(), token.clone());
+    workers::supervise(&workers, token.clone(), "payment-reconciler", move || {
+        crate::workers::outbox::run_reconciler(orders.clone(), t.clone())
+    });
 
     tokio::spawn(async move {
         tokio::select! {
@@ -322,7 +434,12 @@ pub async fn run(
     });
     let settings = ServeSettings::from_config(&cfg);
     info!(max = settings.limits.max(), per_ip = cfg.max_connections_per_ip, "connection limits");
-    let main = serve(listener, crate::http::router(state.clone()), settings, shutdown_token.clone());
+    let mut router = crate::http::router(state.clone());
+    if let Some(sandbox) = sandbox {
+        info!(confirm = "/pg-sandbox/v1/payments/confirm", "the payment sandbox is mounted on this listener");
+        router = router.nest("/pg-sandbox", crate::gateway::sandbox::router(sandbox));
+    }
+    let main = serve(listener, router, settings, shutdown_token.clone());
     match metrics_listener {
         Some(l) => {
             let metrics =

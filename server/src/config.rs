@@ -5,10 +5,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Role;
+use crate::gateway::toss::RetryPolicy;
 
 /// A secret that never shows up in logs or debug output.
 #[derive(Clone, Default)]
@@ -47,6 +49,27 @@ pub enum Command {
     /// Mint a token for an operator, signed with the same key as a server on
     /// the same data directory (or the same --jwt-secret).
     Token(TokenArgs),
+    /// Run the payment sandbox alone on --listen, its ledger in
+    /// DATA_DIR/pg-sandbox.db. It answers both at the root and under
+    /// /pg-sandbox, so a server's --pg-base-url may be http://ADDR or
+    /// http://ADDR/pg-sandbox.
+    PgSandbox(PgSandboxArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PgSandboxArgs {
+    /// Secret key the sandbox accepts (HTTP Basic, empty password); defaults
+    /// to --pg-secret-key, so a server and a sandbox given the same
+    /// QT_PG_SECRET_KEY agree.
+    #[arg(long)]
+    pub secret_key: Option<Secret>,
+    /// How long a `slow` confirm takes to answer, in milliseconds; defaults
+    /// to --pg-sandbox-slow-ms.
+    #[arg(long)]
+    pub slow_ms: Option<u64>,
+    /// Keep the ledger in memory only (lost when the sandbox stops).
+    #[arg(long)]
+    pub memory: bool,
 }
 
 /// Roles by their wire names, listed in `--help`.
@@ -113,6 +136,11 @@ pub struct ServerConfig {
     /// Redis and Kafka both set.
     #[arg(long, env = "QT_KAFKA_COUPON_TOPIC", default_value = "qt.coupon-claims", global = true)]
     pub kafka_coupon_topic: String,
+
+    /// Topic of order announcements from the outbox (keyed by event id):
+    /// payments completed, refunds, expiries. Used with Kafka set.
+    #[arg(long, env = "QT_KAFKA_ORDER_TOPIC", default_value = "qt.order-events", global = true)]
+    pub kafka_order_topic: String,
 
     /// Prefix of every Redis key, so several deployments can share a Redis.
     #[arg(long, env = "QT_REDIS_PREFIX", default_value = "qt", global = true)]
@@ -223,6 +251,66 @@ pub struct ServerConfig {
     #[arg(long, env = "QT_NOTIFY_TICK_MS", default_value_t = 500, global = true)]
     pub notify_tick_ms: u64,
 
+    /// Base URL of the Toss Payments compatible gateway (without /v1). When
+    /// not set, the server mounts the payment sandbox on its own listener at
+    /// /pg-sandbox and pays through it. Plain http only in this build.
+    #[arg(long, env = "QT_PG_BASE_URL", global = true)]
+    pub pg_base_url: Option<String>,
+
+    /// Gateway secret key (HTTP Basic user, empty password). The default is
+    /// the sandbox's.
+    #[arg(long, env = "QT_PG_SECRET_KEY", default_value = "test_sk_sandbox", hide_env_values = true, global = true)]
+    pub pg_secret_key: Secret,
+
+    /// Time-out of one gateway request, connect to last byte, in
+    /// milliseconds.
+    #[arg(long, env = "QT_PG_TIMEOUT_MS", default_value_t = 3_000, global = true)]
+    pub pg_timeout_ms: u64,
+
+    /// Attempts per gateway call, the first included; time-outs, connection
+    /// errors, 5xx and "try again" answers are retried.
+    #[arg(long, env = "QT_PG_RETRY_ATTEMPTS", default_value_t = 10, global = true)]
+    pub pg_retry_attempts: u32,
+
+    /// Total time one gateway call may take, every attempt and backoff
+    /// included, in milliseconds; past it the outcome is unknown and the
+    /// payment is reconciled later.
+    #[arg(long, env = "QT_PG_RETRY_MAX_MS", default_value_t = 20_000, global = true)]
+    pub pg_retry_max_ms: u64,
+
+    /// First backoff step between gateway attempts, in milliseconds; it
+    /// doubles up to --pg-retry-max-delay-ms, and each sleep is uniform in
+    /// zero to the step (full jitter).
+    #[arg(long, env = "QT_PG_RETRY_FIRST_DELAY_MS", default_value_t = 200, global = true)]
+    pub pg_retry_first_delay_ms: u64,
+
+    /// Largest backoff step between gateway attempts, in milliseconds.
+    #[arg(long, env = "QT_PG_RETRY_MAX_DELAY_MS", default_value_t = 2_000, global = true)]
+    pub pg_retry_max_delay_ms: u64,
+
+    /// How long the sandbox's `slow` payment keys take to answer, in
+    /// milliseconds (longer than --pg-timeout-ms, so clients time out).
+    #[arg(long, env = "QT_PG_SANDBOX_SLOW_MS", default_value_t = 5_000, global = true)]
+    pub pg_sandbox_slow_ms: u64,
+
+    /// How long `pay` waits for the gateway before answering `pending`
+    /// (the final `payment` is pushed), in milliseconds.
+    #[arg(long, env = "QT_PAY_ANSWER_WAIT_MS", default_value_t = 2_500, global = true)]
+    pub pay_answer_wait_ms: u64,
+
+    /// A payment whose outcome is still unknown this long after it started
+    /// is looked up by the reconciler, in milliseconds; longer than
+    /// --pg-retry-max-ms, so the live attempt has given up by then.
+    #[arg(long, env = "QT_PG_IN_DOUBT_AFTER_MS", default_value_t = 25_000, global = true)]
+    pub pg_in_doubt_after_ms: i64,
+
+    /// A payment the gateway still has no record of this long after it
+    /// started is logged as an error for an operator, in milliseconds; it is
+    /// confirmed again under its idempotency key until the gateway answers,
+    /// never given up by time alone.
+    #[arg(long, env = "QT_PG_GIVE_UP_AFTER_MS", default_value_t = 600_000, global = true)]
+    pub pg_give_up_after_ms: i64,
+
     /// Log format: text or json. Filter with QT_LOG (e.g. "info,queueticket=debug").
     #[arg(long, env = "QT_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -239,6 +327,17 @@ impl ServerConfig {
 
     pub fn demo_enabled(&self) -> bool {
         self.demo.unwrap_or(self.embedded())
+    }
+
+    /// The retry policy of the payment gateway client.
+    pub fn gateway_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            request_timeout: Duration::from_millis(self.pg_timeout_ms),
+            first_delay: Duration::from_millis(self.pg_retry_first_delay_ms),
+            max_delay: Duration::from_millis(self.pg_retry_max_delay_ms),
+            max_attempts: self.pg_retry_attempts,
+            max_total: Duration::from_millis(self.pg_retry_max_ms),
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -280,11 +379,65 @@ impl ServerConfig {
         if matches!(&self.metrics_token, Some(Secret(t)) if t.len() < 16) {
             return Err("--metrics-token must be at least 16 bytes".into());
         }
+        if !(1..=60_000).contains(&self.pg_timeout_ms) || !(1..=20).contains(&self.pg_retry_attempts) {
+            return Err("--pg-timeout-ms must be 1..60000 and --pg-retry-attempts 1..20".into());
+        }
+        if !(self.pg_timeout_ms..=600_000).contains(&self.pg_retry_max_ms) {
+            return Err("--pg-retry-max-ms must be at least --pg-timeout-ms and at most 600000".into());
+        }
+        if self.pg_retry_first_delay_ms > self.pg_retry_max_delay_ms || self.pg_retry_max_delay_ms > 60_000 {
+            return Err("--pg-retry-first-delay-ms must not exceed --pg-retry-max-delay-ms (at most 60000)".into());
+        }
+        if !(1..=60_000).contains(&self.pay_answer_wait_ms)
+            || !(1..=3_600_000).contains(&self.pg_in_doubt_after_ms)
+            || self.pg_give_up_after_ms < self.pg_in_doubt_after_ms
+            || self.pg_in_doubt_after_ms <= i64::try_from(self.pg_retry_max_ms).unwrap_or(i64::MAX)
+        {
+            return Err("--pay-answer-wait-ms must be 1..60000, --pg-in-doubt-after-ms 1..3600000 and more than \
+                --pg-retry-max-ms (the live attempt must be over before the reconciler takes over), and \
+                --pg-give-up-after-ms at least --pg-in-doubt-after-ms"
+                .into());
+        }
+        if self.pg_sandbox_slow_ms > 600_000 {
+            return Err("--pg-sandbox-slow-ms must be at most 600000".into());
+        }
+        if self.pg_secret_key.0.is_empty() {
+            return Err("--pg-secret-key must not be empty".into());
+        }
+        if let Some(url) = &self.pg_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err("--pg-base-url must be an http:// or https:// URL".into());
+        }
         if let Some(Secret(s)) = &self.jwt_secret
             && s.len() < 16
         {
             return Err("--jwt-secret must be at least 16 bytes".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_defaults_match_the_client_defaults() {
+        let cfg = ServerConfig::for_data_dir(PathBuf::from("unused"));
+        assert_eq!(cfg.gateway_policy(), RetryPolicy::default());
+        assert_eq!(cfg.pg_secret_key.0, "test_sk_sandbox");
+        assert!(cfg.pg_base_url.is_none());
+        assert!(cfg.pg_sandbox_slow_ms > cfg.pg_timeout_ms, "slow must outlast the client's time-out");
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn gateway_sandbox_command_parses_with_the_shared_flags() {
+        let cli = Cli::parse_from(["queueticket", "pg-sandbox", "--listen", "127.0.0.1:9999", "--slow-ms", "10"]);
+        let Some(Command::PgSandbox(args)) = cli.command else { panic!("expected pg-sandbox") };
+        assert_eq!(args.slow_ms, Some(10));
+        assert!(args.secret_key.is_none() && !args.memory);
+        assert_eq!(cli.server.listen.port(), 9999);
     }
 }

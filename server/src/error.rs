@@ -80,6 +80,8 @@ pub enum AppError {
     Invalid(#[from] FieldErrors),
     #[error("{0}")]
     Conflict(String),
+    #[error("this order has expired; check out again")]
+    OrderExpired,
 }
 
 impl AppError {
@@ -105,6 +107,7 @@ impl AppError {
             Self::NotActive(_) => ErrorCode::NotActive,
             Self::Invalid(_) => ErrorCode::BadRequest,
             Self::Conflict(_) => ErrorCode::Conflict,
+            Self::OrderExpired => ErrorCode::OrderExpired,
         }
     }
 

@@ -136,10 +136,48 @@ fn names(code: &str, module: &[String]) -> (BTreeSet<String>, BTreeSet<String>) 
     (modules, crates)
 }
 
+/// Files that are modules declared under `#[cfg(test)]` (`mod x;`, maybe
+/// with `#[path = "…"]`): test code throughout, like the items skipped by
+/// `code_of`.
+fn test_only_files(files: &[PathBuf]) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let parent = file.parent().unwrap();
+        // Where `mod x;` of this file looks for x.
+        let dir = if stem == "mod" || stem == "lib" { parent.to_path_buf() } else { parent.join(&stem) };
+        for (i, line) in lines.iter().enumerate() {
+            let Some(name) = line.strip_prefix("mod ").or_else(|| line.strip_prefix("pub(crate) mod ")) else {
+                continue;
+            };
+            let Some(name) = name.strip_suffix(';') else { continue };
+            let attrs = &lines[i.saturating_sub(2)..i];
+            if !attrs.contains(&"#[cfg(test)]") {
+                continue;
+            }
+            let path = attrs.iter().find_map(|a| a.strip_prefix("#[path = \"").and_then(|a| a.strip_suffix("\"]")));
+            match path {
+                Some(p) => {
+                    out.insert(parent.join(p));
+                }
+                None => {
+                    out.insert(dir.join(format!("{name}.rs")));
+                    out.insert(dir.join(name).join("mod.rs"));
+                }
+            }
+        }
+    }
+    out
+}
+
 fn graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
+    let test_only = test_only_files(&files);
+    files.retain(|f| !test_only.contains(f));
     // module → imported module → files that import it; "crate:X" for crates
     let mut g: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for file in files {

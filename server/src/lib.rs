@@ -11,6 +11,8 @@ pub mod config;
 pub mod domain;
 pub mod edge;
 pub mod error;
+pub mod faults;
+pub mod gateway;
 pub mod http;
 #[cfg(test)]
 mod layers;

@@ -92,6 +92,44 @@ impl ClaimCounts {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+/// Orders by the status they reached (`created` counts as `pending`).
+#[derive(Clone, Debug, Default)]
+pub struct OrderCounts(Family<StatusLabel, counter::Counter>);
+
+impl OrderCounts {
+    pub fn inc(&self, status: qt_protocol::orders::OrderStatus) {
+        self.0.get_or_create(&StatusLabel { status: status.as_str() }).inc();
+    }
+    pub fn get(&self, status: qt_protocol::orders::OrderStatus) -> u64 {
+        self.0.get_or_create(&StatusLabel { status: status.as_str() }).get()
+    }
+}
+
+/// Payments by outcome: `pending` when started, then `paid` or `failed`.
+#[derive(Clone, Debug, Default)]
+pub struct PaymentCounts(Family<StatusLabel, counter::Counter>);
+
+impl PaymentCounts {
+    fn name(status: qt_protocol::orders::PaymentStatus) -> &'static str {
+        match status {
+            qt_protocol::orders::PaymentStatus::Paid => "paid",
+            qt_protocol::orders::PaymentStatus::Failed => "failed",
+            qt_protocol::orders::PaymentStatus::Pending => "started",
+        }
+    }
+    pub fn inc(&self, status: qt_protocol::orders::PaymentStatus) {
+        self.0.get_or_create(&StatusLabel { status: Self::name(status) }).inc();
+    }
+    pub fn get(&self, status: qt_protocol::orders::PaymentStatus) -> u64 {
+        self.0.get_or_create(&StatusLabel { status: Self::name(status) }).get()
+    }
+}
+
 /// The server's counters (each field's doc names its sample) and the
 /// registry that writes them with the process's figures.
 #[derive(Debug)]
@@ -130,6 +168,14 @@ pub struct Metrics {
     /// `qt_coupon_claims_refused_by_db_total`: claims the live store let
     /// through and the database refused (it must stay 0).
     pub coupon_claims_refused_by_db: Counter,
+    /// `qt_orders_total{status}`: orders reaching each status.
+    pub orders: OrderCounts,
+    /// `qt_payments_total{status}`: payments started, paid and failed.
+    pub payments: PaymentCounts,
+    /// `qt_gateway_confirm_seconds`: a confirm call with all its retries.
+    pub gateway_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// `qt_outbox_published_total`
+    pub outbox_published: Counter,
     /// `qt_local_waiters`: the hub owns that count, so [`Metrics::render`]
     /// takes it and sets this just before writing.
     local_waiters: gauge::Gauge<u64, std::sync::atomic::AtomicU64>,
@@ -194,6 +240,28 @@ impl Default for Metrics {
                 "qt_coupon_claims_refused_by_db",
                 "Claims the live store issued and the database refused",
             ),
+            orders: {
+                let c = OrderCounts::default();
+                r.register("qt_orders", "Orders reaching each status", c.0.clone());
+                c
+            },
+            payments: {
+                let c = PaymentCounts::default();
+                r.register("qt_payments", "Payments started, paid and failed", c.0.clone());
+                c
+            },
+            gateway_seconds: {
+                let buckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
+                let h = prometheus_client::metrics::histogram::Histogram::new(buckets);
+                r.register_with_unit(
+                    "qt_gateway_confirm",
+                    "Payment confirms, with every retry",
+                    prometheus_client::registry::Unit::Seconds,
+                    h.clone(),
+                );
+                h
+            },
+            outbox_published: Counter::registered(&mut r, "qt_outbox_published", "Outbox rows published to the bus"),
             registry: {
                 r.register_collector(Box::new(ProcessCollector));
                 r

@@ -33,7 +33,7 @@ export class SeatCanvas {
   #scroller;
   #ctx;
   #octx;
-  /** `(i) => 'free' | 'selected' | 'mine' | 'taken'` */
+  /** `(i) => 'free' | 'selected' | 'mine' | 'taken' | 'sold'` */
   #lookOf;
   /** `() => [{i, kind: 'focus' | 'hover' | 'flash'}]`: the rings wanted;
    *  the canvas blinks the flashing ones and shows focus only when visible. */
@@ -268,6 +268,7 @@ export class SeatCanvas {
       selected: read('--seat-selected'),
       mine: read('--seat-mine'),
       taken: read('--seat-taken'),
+      sold: read('--seat-sold'),
       flash: read('--seat-flash'),
       focus: read('--seat-focus'),
       hover: read('--seat-hover'),
@@ -310,8 +311,9 @@ export class SeatCanvas {
   }
 
   /** One seat inside its cell: a tier-coloured dot when free, a darker and
-   *  larger dot when selected, a square when it is the buyer's, a small
-   *  grey dot when taken. Shapes differ, not only colours. */
+   *  larger dot when selected, a rounded square when it is the buyer's, a
+   *  small grey dot when held by someone, a small dark square when sold.
+   *  Shapes differ, not only colours. */
   #drawSeat(i, clearFirst) {
     const ctx = this.#ctx;
     const colours = this.#colours;
@@ -333,6 +335,12 @@ export class SeatCanvas {
         ctx.fillStyle = colours.taken;
         ctx.arc(x, y, Math.max(1.5, r * 0.6), 0, 2 * Math.PI);
         break;
+      case 'sold': {
+        const half = Math.max(1.5, r * 0.6);
+        ctx.fillStyle = colours.sold;
+        ctx.rect(x - half, y - half, 2 * half, 2 * half);
+        break;
+      }
       default: {
         const tier = this.#map.tierIndex.get(this.#map.seats[i].tier) ?? 0;
         ctx.fillStyle = colours.tiers[tier % colours.tiers.length];

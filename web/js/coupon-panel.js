@@ -48,12 +48,21 @@ export class CouponPanel {
   /** Campaign ids with a claim on its way. */
   #claiming = new Set();
   #visible = true;
+  /** Told whenever the buyer's coupons change (the checkout offers them). */
+  #onMine;
 
-  constructor({ page, socket, view, format }) {
+  constructor({ page, socket, view, format, onMine = () => {} }) {
     this.#page = page;
+    this.#onMine = onMine;
     this.#socket = socket;
     this.#view = view;
     this.#format = format;
+  }
+
+  /** The buyer's coupons as last heard (unused and valid when read), for
+   *  the checkout's coupon choice; empty before the first answer. */
+  get mine() {
+    return this.#mine ?? [];
   }
 
   /** Reads the campaigns every CAMPAIGNS_REFRESH_MS while the page is
@@ -91,12 +100,14 @@ export class CouponPanel {
     this.#mine = frame.coupons;
     this.#mineError = null;
     this.render();
+    this.#onMine();
   }
 
   /** A `coupon` pushed to this buyer (claimed on another socket). */
   onCoupon(frame) {
     this.#remember(frame);
     this.render();
+    this.#onMine();
   }
 
   /** Reads the campaigns of the events in view. */
@@ -148,6 +159,7 @@ export class CouponPanel {
       const coupon = await this.#socket.request({ type: 'claim_coupon', campaign });
       this.#outcomes.set(campaign, coupon);
       this.#remember(coupon);
+      this.#onMine();
     } catch (err) {
       this.#outcomes.set(campaign, err);
     } finally {

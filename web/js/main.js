@@ -1,13 +1,15 @@
 // QueueTicket buyer page: a guest identity, the events on sale, the live
-// waiting room, the live seat map with seat holds, and coupons to claim,
-// all over the buyer WebSocket (wire contract, protocol 1.1).
+// waiting room, the live seat map with seat holds, coupons to claim,
+// checkout and payment, and the buyer's orders, all over the buyer
+// WebSocket (wire contract, protocol 1.1).
 //
 // The entry module: it finds the page's elements, makes the parts and
-// wires the browser's events to them. Formatting, the seat-map model and
-// the queue view and the coupon words are pure (format.js, seatmap.js,
-// queue-view.js, coupons.js); the socket, REST and storage each have a
-// module; state lives in the Page (page.js), its Seats (seats.js) and its
-// CouponPanel (coupon-panel.js); render.js and canvas.js draw.
+// wires the browser's events to them. Formatting, the seat-map model, the
+// queue view, the coupon words and the checkout words are pure (format.js,
+// seatmap.js, queue-view.js, coupons.js, checkout.js); the socket, REST and
+// storage each have a module; state lives in the Page (page.js), its Seats
+// (seats.js), its CouponPanel (coupon-panel.js) and its CheckoutPanel
+// (checkout-panel.js); render.js and canvas.js draw.
 
 import { SeatCanvas } from './canvas.js';
 import { Format } from './format.js';
@@ -67,6 +69,18 @@ $('seat-message-close').addEventListener('click', () => seats.dismissMessage());
 $('best-form').addEventListener('submit', (e) => {
   e.preventDefault();
   seats.holdBest(view.bestChoice());
+});
+$('checkout-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  page.checkout.checkout(view.checkoutChoice());
+});
+$('payment-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  page.checkout.pay(view.paymentChoice());
+});
+$('cancel-order').addEventListener('click', () => page.checkout.cancel());
+$('refund-order').addEventListener('click', () => {
+  if (view.confirm('Cancel this paid order and have the payment refunded? Your seats go back on sale.')) page.checkout.cancel();
 });
 // Another tab of this buyer held or released seats.
 window.addEventListener('storage', (e) => {

@@ -1,10 +1,11 @@
 // The buyer's visit: a guest identity, the events on sale, the place in a
 // queue and its phases (joining, waiting, admitted, expired), the socket
 // and what each frame from it means. It owns that state and hands the seat
-// side to its Seats and the coupons to its CouponPanel; the View draws
-// what it is given.
+// side to its Seats, the coupons to its CouponPanel and the orders to its
+// CheckoutPanel; the View draws what it is given.
 
 import { api, forgetGuest, guestIdentity } from './api.js';
+import { CheckoutPanel } from './checkout-panel.js';
 import { CouponPanel } from './coupon-panel.js';
 import { describeError } from './errors.js';
 import { leaveQuestion, leftNotice, progressStart } from './queue-view.js';
@@ -19,6 +20,8 @@ export class Page {
   seats;
   /** The coupon panel: the offers of the events in view and the buyer's coupons. */
   coupons;
+  /** The checkout panel and "My orders": the buyer's orders and payments. */
+  checkout;
   /** `{event, name, currency, start, until?}` (see KEYS.place), or null. */
   place = loadJson(KEYS.place);
   /** browse | joining | waiting | admitted | expired */
@@ -58,13 +61,15 @@ export class Page {
         if (wasOpen) {
           this.seats.render(); // no holds or releases until we are back
           this.coupons.render();
+          this.checkout.render();
         }
       },
       onPush: (frame) => this.applyFrame(frame),
       onFailure: (err) => view.alert(describeError(err), 'connect'),
     });
     this.seats = new Seats({ page: this, socket: this.socket, view, canvas, format });
-    this.coupons = new CouponPanel({ page: this, socket: this.socket, view, format });
+    this.coupons = new CouponPanel({ page: this, socket: this.socket, view, format, onMine: () => this.checkout.render() });
+    this.checkout = new CheckoutPanel({ page: this, socket: this.socket, view, format });
     // A reload re-joins the same place, unless the shopping window it had
     // has ended meanwhile: joining then would silently queue the buyer again.
     if (this.place?.until && this.place.until <= Date.now()) {
@@ -149,6 +154,11 @@ export class Page {
     this.#loadEvents(); // refresh what changed meanwhile (paused badges)
   }
 
+  /** The buyer's holds changed: checking out is about them. */
+  onHolds() {
+    this.checkout?.render(); // made after the seats, which restore holds first
+  }
+
   /** Applies a reply or push from the server to the page. */
   applyFrame(frame) {
     const ours = this.place && frame.event === this.place.event;
@@ -183,6 +193,16 @@ export class Page {
       case 'coupon':
         this.coupons.onCoupon(frame);
         break;
+      case 'orders':
+        this.checkout.onOrders(frame);
+        break;
+      case 'order':
+        this.checkout.onOrder(frame);
+        this.coupons.refreshMine(); // a coupon is used, kept or given back
+        break;
+      case 'payment':
+        this.checkout.onPayment(frame);
+        break;
       case 'error':
         this.#view.alert(describeError(frame));
         break;
@@ -207,6 +227,7 @@ export class Page {
     });
     this.seats.render();
     this.coupons.render();
+    this.checkout.render();
   }
 
   #renderConnection() {
@@ -226,6 +247,7 @@ export class Page {
     }
     this.seats.render(); // hold buttons work again
     this.coupons.onOpen(); // the buyer's coupons, afresh
+    this.checkout.onOpen(); // and their orders
   }
 
   async #socketUrl() {
@@ -334,6 +356,7 @@ export class Page {
     if (this.phase === 'admitted') {
       this.#view.countdown(this.#expiresAtMs, this.serverNow());
       this.seats.tick();
+      this.checkout.tick();
     }
     if (this.#conn.status === 'retrying') this.#renderConnection();
   }

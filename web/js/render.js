@@ -1,10 +1,11 @@
 // Everything the page writes into the document: the connection line, the
 // event list, the waiting room, the seat panel's words and lists, the
-// coupon panel, alerts.
+// coupon panel, the checkout panel and "My orders", alerts.
 // A View is handed what to show each time; it keeps only what it needs to
 // skip redoing unchanged parts. What a click means comes back through the
 // `actions` it was made with.
 
+import { PAYMENT_OUTCOMES } from './checkout.js';
 import { formatClock, formatList, formatSeatList } from './format.js';
 import { admittedPanel, pageTitle, queuePanel } from './queue-view.js';
 
@@ -16,7 +17,7 @@ const BEST_COUNTS = [1, 2, 3, 4, 5, 6, 7, 8];
 // An announcement is cleared this long after it was read out.
 const ANNOUNCE_MS = 7_000;
 // How a seat's look reads in words.
-const LOOK_WORDS = { free: 'free', selected: 'selected', mine: 'held by you', taken: 'taken' };
+const LOOK_WORDS = { free: 'free', selected: 'selected', mine: 'held by you', taken: 'taken', sold: 'sold' };
 
 /** Writes only on change, so live regions announce news, not repeats. */
 function setText(el, text) {
@@ -48,6 +49,20 @@ export class View {
     const count = this.#el('best-count');
     count.replaceChildren(...BEST_COUNTS.map((n) => new Option(String(n), String(n))));
     count.value = '2';
+    this.#el('payment-outcomes').replaceChildren(...PAYMENT_OUTCOMES.map((o, k) => this.#outcomeRadio(o, k === 0)));
+  }
+
+  #outcomeRadio({ prefix, label }, checked) {
+    const doc = this.#doc;
+    const wrap = doc.createElement('label');
+    wrap.className = 'payment-outcome';
+    const radio = doc.createElement('input');
+    radio.type = 'radio';
+    radio.name = 'payment-outcome';
+    radio.value = prefix;
+    radio.checked = checked;
+    wrap.append(radio, ` ${label}`);
+    return wrap;
   }
 
   // ------------------------------------------------------------ the page
@@ -252,6 +267,7 @@ export class View {
       item('selected', 'var(--seat-selected)', 'Selected'),
       item('mine', 'var(--seat-mine)', 'Held by you'),
       item('taken', 'var(--seat-taken)', 'Taken'),
+      item('sold', 'var(--seat-sold)', 'Sold'),
     );
     this.#el('legend').replaceChildren(...items);
     const options = tiers.map((tier) => new Option(`${tier.name} · ${fmt.money(tier.price, currency)}`, tier.id));
@@ -398,6 +414,163 @@ export class View {
       const clock = items[k]?.querySelector('.hold-countdown');
       if (clock) setText(clock, formatClock(left));
     });
+  }
+
+  // -------------------------------------------------- the checkout panel
+
+  /**
+   * The checkout panel: the coupon choice and "Check out" (`choices`
+   * `[{value, label}]`, `choice`), then the order (checkout.js' orderView
+   * with `state`, `stateText`, `countdown`, `outcome`, `paying`,
+   * `cancelling`) with its payment step, and `message` (`{text, kind}`)
+   * under the buttons. `controls` says which buttons show and work
+   * (checkout.js' panelControls).
+   */
+  checkout({ visible, choices, choice, checkingOut, controls, order, message }) {
+    this.#el('checkout-view').hidden = !visible;
+    if (!visible) return;
+    const select = this.#el('checkout-coupon');
+    const key = JSON.stringify(choices);
+    if (select.dataset.key !== key) {
+      select.dataset.key = key;
+      select.replaceChildren(...choices.map((c) => new Option(c.label, c.value)));
+    }
+    if (select.value !== choice) select.value = choice;
+    const form = this.#el('checkout-form');
+    form.hidden = !controls.checkout.shown;
+    const button = this.#el('checkout');
+    button.disabled = !controls.checkout.enabled;
+    select.disabled = !controls.checkout.enabled;
+    setText(button, checkingOut ? 'Checking out…' : 'Check out');
+    this.#order(order, controls);
+    const said = this.#el('checkout-message');
+    said.dataset.kind = message?.kind ?? '';
+    setText(said, message?.text ?? '');
+  }
+
+  #order(order, controls) {
+    this.#el('order').hidden = !order;
+    if (!order) return;
+    const box = this.#el('order');
+    box.dataset.order = order.id;
+    box.dataset.state = order.state;
+    setText(this.#el('order-heading'), order.heading);
+    const badge = this.#el('order-state');
+    badge.dataset.state = order.state;
+    setText(badge, order.stateText);
+    const body = this.#el('order-lines').tBodies[0];
+    const key = JSON.stringify(order.lines);
+    if (body.dataset.key !== key) {
+      body.dataset.key = key;
+      body.replaceChildren(...order.lines.map((line) => this.#orderLine(line)));
+    }
+    setText(this.#el('order-subtotal'), order.subtotal);
+    setText(this.#el('order-discount'), order.discount);
+    setText(this.#el('order-total'), order.total);
+    setText(this.#el('order-coupon'), order.coupon);
+    setText(this.#el('order-coupon-reason'), order.couponReason);
+    this.#el('order-coupon-reason').hidden = !order.couponReason;
+    this.orderCountdown(order.countdown);
+    this.#el('payment-form').hidden = !controls.pay.shown;
+    const pay = this.#el('pay');
+    pay.disabled = !controls.pay.enabled;
+    setText(pay, order.paying ? 'Paying…' : order.payLabel);
+    const cancel = this.#el('cancel-order');
+    cancel.disabled = !controls.cancel.enabled;
+    setText(cancel, order.cancelling ? 'Cancelling…' : 'Cancel order');
+    for (const radio of this.#el('payment-outcomes').querySelectorAll('input')) radio.disabled = !controls.pay.enabled;
+    const refund = this.#el('refund-order');
+    refund.hidden = !controls.refund.shown;
+    refund.disabled = !controls.refund.enabled;
+    setText(refund, order.cancelling ? 'Asking for a refund…' : 'Cancel and refund');
+    const outcome = this.#el('order-outcome');
+    outcome.dataset.kind = order.outcome?.kind ?? '';
+    setText(outcome, order.outcome?.text ?? '');
+  }
+
+  #orderLine({ seat, tier, price }) {
+    const doc = this.#doc;
+    const row = doc.createElement('tr');
+    const name = doc.createElement('th');
+    name.scope = 'row';
+    name.textContent = seat;
+    const what = doc.createElement('td');
+    what.textContent = tier;
+    const cost = doc.createElement('td');
+    cost.textContent = price;
+    row.append(name, what, cost);
+    return row;
+  }
+
+  /** "Pay within 9:41", ticking once a second. */
+  orderCountdown(text) {
+    const el = this.#el('order-countdown');
+    setText(el, text);
+    el.hidden = !text;
+  }
+
+  /** The coupon choice of the checkout form. */
+  checkoutChoice() {
+    return this.#el('checkout-coupon').value;
+  }
+
+  /** The demo payment outcome chosen (a payment_key prefix). */
+  paymentChoice() {
+    return this.#el('payment-outcomes').querySelector('input:checked')?.value ?? PAYMENT_OUTCOMES[0].prefix;
+  }
+
+  /** "My orders": checkout.js' orderListItem per order, newest first.
+   *  Items are kept by order and changed in place. */
+  orders({ items, status, stale }) {
+    const statusEl = this.#el('orders-status');
+    setText(statusEl, status);
+    statusEl.hidden = !status;
+    const list = this.#el('orders');
+    list.classList.toggle('is-stale', stale);
+    const kept = new Map([...list.children].map((li) => [li.dataset.order, li]));
+    const lis = items.map((item) => {
+      const li = kept.get(item.id) ?? this.#orderItem(item.id);
+      this.#fillOrderItem(li, item);
+      return li;
+    });
+    if (lis.length !== list.children.length || lis.some((li, k) => list.children[k] !== li)) list.replaceChildren(...lis);
+    setText(this.#el('orders-title'), items.length ? `My orders (${this.#format.number(items.length)})` : 'My orders');
+  }
+
+  #orderItem(id) {
+    const doc = this.#doc;
+    const li = doc.createElement('li');
+    li.className = 'order-item';
+    li.dataset.order = id; // to find it by; never shown
+    const head = doc.createElement('p');
+    head.className = 'order-item-head';
+    const seats = doc.createElement('strong');
+    seats.className = 'order-item-seats';
+    const badge = doc.createElement('span');
+    badge.className = 'badge order-item-status';
+    head.append(seats, ' ', badge);
+    const meta = doc.createElement('p');
+    meta.className = 'order-item-meta muted small';
+    const total = doc.createElement('span');
+    total.className = 'order-item-total';
+    const when = doc.createElement('span');
+    when.className = 'order-item-when';
+    const event = doc.createElement('span');
+    event.className = 'order-item-event';
+    meta.append(total, ' · ', when, event);
+    li.append(head, meta);
+    return li;
+  }
+
+  #fillOrderItem(li, { status, statusText, seats, total, when, event }) {
+    li.dataset.status = status;
+    setText(li.querySelector('.order-item-seats'), seats);
+    const badge = li.querySelector('.order-item-status');
+    badge.dataset.state = status;
+    setText(badge, statusText);
+    setText(li.querySelector('.order-item-total'), total);
+    setText(li.querySelector('.order-item-when'), when);
+    setText(li.querySelector('.order-item-event'), event ? ` · ${event}` : '');
   }
 
   // ---------------------------------------------------- the coupon panel

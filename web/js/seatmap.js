@@ -240,10 +240,12 @@ export class BuyerSeats {
     return dirty;
   }
 
-  /** How seat `i` looks to this buyer: `mine`, `taken`, `selected` or `free`. */
+  /** How seat `i` looks to this buyer: `mine`, `sold`, `taken` (held by
+   *  someone), `selected` or `free`. */
   look(i) {
     const { id } = this.map.seats[i];
     if (this.mine.has(id)) return 'mine';
+    if (this.map.status[i] === SOLD) return 'sold';
     if (this.map.status[i] !== FREE) return 'taken';
     return this.selected.has(id) ? 'selected' : 'free';
   }
@@ -353,6 +355,22 @@ export class BuyerSeats {
     for (const i of this.positions(ids)) {
       if (freed.includes(this.map.seats[i].id)) setSeatStatus(this.map, i, FREE);
     }
+    this.#mark(ids);
+  }
+
+  /** An order keeps the seats held until it expires: holds with any of
+   *  `ids` last at least until `expiresAtMs` (the server raised them). */
+  extendHolds(ids, expiresAtMs) {
+    const kept = new Set(ids);
+    if (!this.holds.some((h) => h.expiresAtMs < expiresAtMs && h.seats.some((id) => kept.has(id)))) return;
+    this.setHolds(this.holds.map((h) => (h.seats.some((id) => kept.has(id)) ? { ...h, expiresAtMs: Math.max(h.expiresAtMs, expiresAtMs) } : h)));
+  }
+
+  /** Our paid order's seats: no longer holds but sold (the diff saying so
+   *  is on its way). */
+  booked(ids) {
+    this.setHolds(withoutSeats(this.holds, ids));
+    for (const i of this.positions(ids)) setSeatStatus(this.map, i, SOLD);
     this.#mark(ids);
   }
 

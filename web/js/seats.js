@@ -20,7 +20,7 @@ export class Seats {
   /** The buyer's seats on the map of the place's event. */
   model;
   /** The page: its `place`, `phase`, `serverNow()`, `clockSkewMs`,
-   *  `currency()` and `applyFrame(frame)`. */
+   *  `currency()`, `applyFrame(frame)` and `onHolds()`. */
   #page;
   #socket;
   #view;
@@ -53,6 +53,7 @@ export class Seats {
       onHolds: (holds) => {
         const { place } = this.#page;
         saveJson(KEYS.holds, place && holds.length ? { event: place.event, holds } : null);
+        this.#page.onHolds();
       },
     });
   }
@@ -137,6 +138,23 @@ export class Seats {
   onHoldExpired(frame) {
     this.#letGo(frame.seats, frame.seats);
     this.#showMessage(`Your hold on ${formatSeatList(frame.seats)} expired. The seats are free again.`, 'warn');
+  }
+
+  /** An order of the buyer's changed (or was read): a pending one keeps
+   *  its seats held until it expires, a paid one has sold them. */
+  onOrder(order) {
+    if (!this.#page.place || order.event !== this.#page.place.event) return;
+    if (order.status === 'pending') {
+      this.model.extendHolds(order.seats, Date.parse(order.expires_at));
+    } else if (order.status === 'paid') {
+      const wereHeld = order.seats.filter((id) => this.model.mine.has(id));
+      this.model.booked(order.seats);
+      // Said once, when the holds turn into tickets (not on every re-read).
+      if (wereHeld.length) this.#showMessage(`${formatSeatList(order.seats)} ${order.seats.length === 1 ? 'is' : 'are'} booked for you.`, 'ok');
+    } else {
+      return;
+    }
+    this.redraw();
   }
 
   /** Once a second while admitted: holds that ran out, and the countdowns. */

@@ -272,6 +272,42 @@ describe('the buyer\'s seats', () => {
     assert.deepEqual(seats.takeDirty().map((i) => seats.map.seats[i].id).sort(), ['A-1-1', 'A-1-2']);
   });
 
+  test('a sold seat looks sold, apart from one held by someone else', () => {
+    const seats = seatsWithMap();
+    assert.equal(lookOf(seats, 'A-2-2'), 'sold');
+    assert.equal(lookOf(seats, 'A-1-3'), 'taken');
+    assert.equal(seats.toggle(seats.map.index.get('A-2-2')), false, 'a sold seat cannot be picked');
+    seats.diff({ version: 8, changes: [{ id: 'A-1-3', status: 'sold' }] }, T0);
+    assert.equal(lookOf(seats, 'A-1-3'), 'sold');
+  });
+
+  test('an order keeps its holds until it expires; never shorter', () => {
+    const told = [];
+    const seats = seatsWithMap((holds) => told.push(holds));
+    seats.held(heldFrame(['A-1-1'], T0 + 10_000), T0);
+    seats.held(heldFrame(['A-1-2'], T0 + 20_000), T0);
+    seats.held(heldFrame(['A-2-1'], T0 + 30_000), T0);
+    seats.extendHolds(['A-1-1', 'A-1-2'], T0 + 15_000);
+    assert.deepEqual(seats.holds.map((h) => h.expiresAtMs), [T0 + 15_000, T0 + 20_000, T0 + 30_000]);
+    assert.deepEqual(told.at(-1).map((h) => h.expiresAtMs), [T0 + 15_000, T0 + 20_000, T0 + 30_000], 'remembered across reloads');
+    const calls = told.length;
+    seats.extendHolds(['A-1-1'], T0 + 12_000);
+    assert.equal(told.length, calls, 'nothing to extend: nothing stored again');
+  });
+
+  test('a paid order books its seats: no longer held by us, sold on the map', () => {
+    const seats = seatsWithMap();
+    seats.held(heldFrame(['A-1-1', 'A-1-2']), T0);
+    seats.held(heldFrame(['A-2-1']), T0);
+    seats.takeDirty();
+    seats.booked(['A-1-1', 'A-1-2']);
+    assert.deepEqual([...seats.mine], ['A-2-1']);
+    assert.equal(seats.holds.length, 1, 'the emptied hold is gone');
+    assert.deepEqual([lookOf(seats, 'A-1-1'), lookOf(seats, 'A-1-2')], ['sold', 'sold']);
+    assert.equal(statusOf(seats.map, 'A-1-1'), SOLD);
+    assert.deepEqual(seats.takeDirty().map((i) => seats.map.seats[i].id).sort(), ['A-1-1', 'A-1-2']);
+  });
+
   test('holds past their end and the grace have lapsed', () => {
     const seats = seatsWithMap();
     seats.held(heldFrame(['A-1-1'], T0 + 10_000), T0);

@@ -6,6 +6,7 @@
 
 pub mod kafka;
 pub mod memory;
+pub mod orders;
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -27,6 +28,9 @@ pub enum BusError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("cannot encode a diff: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The bus did not take the events in time; the caller tries again.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
 }
 
 #[async_trait]

@@ -47,13 +47,16 @@ pub fn seats() -> Vec<Seat> {
     seats
 }
 
+/// Buyers may have their tickets refunded until a day before the show.
 pub fn event(now_ms: i64) -> Event {
+    const DAY_MS: i64 = 86_400_000;
+    let starts_at_ms = now_ms + 30 * DAY_MS;
     Event {
         id: EVENT_ID.into(),
         seller_id: SELLER_ID.into(),
         venue_id: VENUE_ID.into(),
         name: "QueueTicket Live: Demo Night".into(),
-        starts_at_ms: now_ms + 30 * 24 * 3_600_000,
+        starts_at_ms,
         currency: "KRW".into(),
         queue: QueueSettings {
             rate_per_min: 120,
@@ -71,6 +74,7 @@ pub fn event(now_ms: i64) -> Event {
             Tier { id: "s".into(), name: "S".into(), price: 132_000 },
             Tier { id: "a".into(), name: "A".into(), price: 99_000 },
         ],
+        refund_until_ms: Some(starts_at_ms - DAY_MS),
     }
 }
 

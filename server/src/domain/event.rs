@@ -38,4 +38,7 @@ pub struct Event {
     pub currency: String,
     pub queue: QueueSettings,
     pub tiers: Vec<Tier>,
+    /// Until when (exclusive) a buyer may have a paid order refunded; `None`:
+    /// no buyer refunds (a seller may still refund).
+    pub refund_until_ms: Option<i64>,
 }

@@ -14,6 +14,11 @@ pub enum Cause {
     Expired,
     /// The buyer's shopping window ended with seats still held.
     WindowEnded,
+    /// A payment arrived and its seats were taken for the order again.
+    Retaken,
+    Sold,
+    /// A paid order was refunded; its seats are on sale again.
+    Refunded,
 }
 
 impl Cause {
@@ -23,6 +28,9 @@ impl Cause {
             Cause::Released => "released",
             Cause::Expired => "expired",
             Cause::WindowEnded => "window_ended",
+            Cause::Retaken => "retaken",
+            Cause::Sold => "sold",
+            Cause::Refunded => "refunded",
         }
     }
 
@@ -32,6 +40,9 @@ impl Cause {
             "released" => Some(Cause::Released),
             "expired" => Some(Cause::Expired),
             "window_ended" => Some(Cause::WindowEnded),
+            "retaken" => Some(Cause::Retaken),
+            "sold" => Some(Cause::Sold),
+            "refunded" => Some(Cause::Refunded),
             _ => None,
         }
     }

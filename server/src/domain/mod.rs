@@ -6,6 +6,7 @@ pub mod coupons;
 pub mod demo;
 pub mod event;
 pub mod events;
+pub mod orders;
 pub mod queue;
 pub mod seats;
 

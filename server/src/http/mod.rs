@@ -6,6 +6,7 @@ mod events;
 pub mod guard;
 mod guest;
 mod meta;
+mod orders;
 mod seller;
 pub mod serve;
 pub mod state;
@@ -52,6 +53,7 @@ pub use state::AppState;
         (name = "events", description = "Public event listing and seat maps"),
         (name = "queue", description = "The waiting room, for clients that poll"),
         (name = "coupons", description = "Buyers' coupons and events' campaigns"),
+        (name = "orders", description = "Buyers' orders"),
         (name = "seller", description = "A seller's own events and campaigns, scoped to the token's seller"),
         (name = "socket", description = "The buyer WebSocket"),
         (name = "meta", description = "Health, metrics and this document"),
@@ -92,6 +94,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(coupons::offers))
         .routes(routes!(coupons::create, coupons::list))
         .routes(routes!(coupons::get, coupons::patch))
+        .routes(routes!(orders::mine))
+        .routes(routes!(orders::of_seller))
+        .routes(routes!(orders::refund))
 }
 
 /// The OpenAPI document of the REST routes, as `/api/v1/openapi.json`

@@ -27,6 +27,7 @@ pub struct AppState {
     pub queue: Arc<QueueService>,
     pub seats: Arc<SeatService>,
     pub coupons: Arc<CouponService>,
+    pub orders: Arc<crate::services::orders::OrderService>,
     pub settings: Arc<SettingsService>,
     pub sockets: Arc<Sockets>,
     pub hub: Arc<Hub>,

@@ -37,14 +37,14 @@ pub enum Scope<'a> {
 }
 
 impl Scope<'_> {
-    fn sees(&self, seller: &str) -> bool {
+    pub fn sees(&self, seller: &str) -> bool {
         match self {
             Scope::Seller(s) => *s == seller,
             Scope::Admin => true,
         }
     }
 
-    fn seller(&self) -> Option<&str> {
+    pub fn seller(&self) -> Option<&str> {
         match self {
             Scope::Seller(s) => Some(s),
             Scope::Admin => None,

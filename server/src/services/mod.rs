@@ -6,6 +6,8 @@
 pub mod catalog;
 pub mod coupons;
 pub mod notices;
+pub mod orders;
+
 pub mod queue;
 pub mod seatmap;
 pub mod seats;

@@ -3,6 +3,8 @@
 //! and one contract suite per port runs against every adapter.
 
 pub mod coupons;
+pub mod journal;
+pub mod outbox;
 mod redis_reply;
 pub mod seats;
 pub mod sql;

@@ -5,6 +5,8 @@ pub mod admitter;
 pub mod campaign_refresh;
 pub mod catalog_refresh;
 pub mod coupon_writer;
+pub mod outbox;
+
 pub mod relay;
 
 use std::collections::HashSet;

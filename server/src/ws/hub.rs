@@ -111,6 +111,11 @@ impl Hub {
         }
     }
 
+    /// Whether `user` has a socket on this node.
+    pub fn is_connected(&self, user: &str) -> bool {
+        self.connections.lock().contains_key(user)
+    }
+
     /// Queues a frame that must arrive to every socket of `user` here.
     pub fn tell(&self, user: &str, frame: impl FnOnce() -> Utf8Bytes) {
         let conns = self.connections.lock();

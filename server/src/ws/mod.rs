@@ -8,6 +8,7 @@ pub mod feed;
 #[cfg(test)]
 mod fuzz;
 pub mod hub;
+pub mod order_pushes;
 pub mod outbox;
 pub mod protocol;
 pub mod pushes;
@@ -41,6 +42,7 @@ pub struct Sockets {
     pub queue: Arc<QueueService>,
     pub seats: Arc<SeatService>,
     pub coupons: Arc<CouponService>,
+    pub orders: Arc<crate::services::orders::OrderService>,
     pub catalog: Arc<Catalog>,
     pub hub: Arc<hub::Hub>,
     pub feed: Arc<feed::Feed>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use qt_protocol::coupons::Coupons;
 use qt_protocol::frames::{Closing, Hello, Left, LeftReason, Unwatched};
+use qt_protocol::orders::Orders;
 use qt_protocol::{ClientMsg, PROTOCOL_VERSION, Req, ServerMsg, encode};
 use tracing::debug;
 
@@ -26,6 +27,8 @@ use crate::services::queue::Place;
 
 /// A write the client does not take within this time closes the socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The `orders` message lists this many of the buyer's latest orders.
+const ORDERS_ON_SOCKET: u32 = 50;
 /// Buyers reconnect after a restart with jitter around this delay.
 const RECONNECT_AFTER_MS: u64 = 2_000;
 
@@ -213,9 +216,16 @@ impl Session {
             ClientMsg::Release { event, seats } => {
                 reply(ServerMsg::Released(self.ctx.seats.release(&user, &event, &seats).await?))
             }
-            ClientMsg::Checkout { event, .. } => {
-                self.ctx.queue.require_admission(&user, &event).await?;
-                Err(AppError::Forbidden("checkout opens in a later release"))
+            ClientMsg::Checkout { event, coupon } => {
+                reply(ServerMsg::Order(self.ctx.orders.checkout(&user, &event, coupon.as_deref()).await?))
+            }
+            ClientMsg::Pay { order, payment_key } => {
+                reply(ServerMsg::Payment(self.ctx.orders.pay(&user, &order, &payment_key).await?))
+            }
+            ClientMsg::CancelOrder { order } => reply(ServerMsg::Order(self.ctx.orders.cancel(&user, &order).await?)),
+            ClientMsg::Orders { event } => {
+                let page = self.ctx.orders.mine(&user, event.as_deref(), ORDERS_ON_SOCKET, None).await?;
+                reply(ServerMsg::Orders(Orders { event, orders: page.items }))
             }
             ClientMsg::ClaimCoupon { campaign } => {
                 let (coupon, campaign) = self.ctx.coupons.claim(&user, &campaign).await?;
@@ -226,7 +236,6 @@ impl Session {
                 let coupons = mine.iter().map(|(coupon, c)| coupon_view(coupon, c)).collect();
                 reply(ServerMsg::Coupons(Coupons { event, coupons }))
             }
-            ClientMsg::Pay { .. } => Err(AppError::Forbidden("not available in this release")),
         }
     }
 

@@ -1,18 +1,21 @@
 //! Test harness: a real server on a random port (in process, or as a child
 //! process for kill tests), real WebSocket and HTTP (reqwest) clients
 //! speaking the shared wire types (`qt_protocol`), tokens minted with the
-//! server's secret, and the services the Redis and Postgres tests need,
-//! each checked with one clear message. Logs show with TEST_LOG=1.
+//! server's secret, the services the Redis and Postgres tests need, each
+//! checked with one clear message, and the payment sandboxes servers pay
+//! through (a Redis-backed server needs a `--pg-base-url`: by default the
+//! one sandbox of this test process). Logs show with TEST_LOG=1.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::Once;
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use qt_protocol::{Claims, ClientMsg, Envelope, Format, Req, Role, ServerMsg};
 use queueticket::auth::Auth;
 use queueticket::config::{Secret, ServerConfig};
+use queueticket::gateway::sandbox::{Sandbox, SandboxSettings, standalone_router};
 use queueticket::store::sql::SqlStore;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -29,6 +32,12 @@ pub const EVENT: &str = "demo-live";
 mod testsupport;
 pub use testsupport::{PgDatabase, REDIS_URL, require_redis};
 pub const KAFKA_TOPIC: &str = "qt.seat-diffs";
+/// The topic of coupon claims (Redis and Kafka both set).
+pub const KAFKA_COUPON_TOPIC: &str = "qt.coupon-claims";
+/// The topic of the outbox's order announcements (Kafka set).
+pub const KAFKA_ORDER_TOPIC: &str = "qt.order-events";
+/// The gateway secret key servers and test sandboxes share (the default).
+pub const PG_SECRET: &str = "test_sk_sandbox";
 /// Where the tests find Postgres unless `DATABASE_URL` says otherwise.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -93,6 +102,135 @@ pub fn time_ms(v: &Value) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+// ------------------------------------------------------------ payment sandbox
+
+/// A payment sandbox (memory ledger) on a thread and runtime of its own,
+/// so it outlives the test that started it and serves servers in this
+/// process and child processes alike. Its base URL is
+/// `http://ADDR/pg-sandbox` (it answers at the root too).
+pub fn spawn_sandbox(settings: SandboxSettings) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("pg-sandbox".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("the sandbox's runtime");
+            rt.block_on(async move {
+                let sandbox = Sandbox::open(None, PG_SECRET, settings).await.expect("a memory sandbox");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the sandbox");
+                tx.send(listener.local_addr().expect("addr")).expect("report the sandbox's address");
+                axum::serve(listener, standalone_router(Arc::new(sandbox))).await.expect("the sandbox serves");
+            });
+        })
+        .expect("the sandbox's thread");
+    rx.recv().expect("the sandbox started")
+}
+
+/// The sandbox every Redis-backed server of this test process pays
+/// through (with --redis-url a server needs a --pg-base-url, and every
+/// node of a cluster the same one), started on first use.
+pub fn shared_sandbox() -> SocketAddr {
+    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| spawn_sandbox(SandboxSettings::default()))
+}
+
+/// The base URL (`--pg-base-url`) of the sandbox at `addr`.
+pub fn sandbox_url(addr: SocketAddr) -> String {
+    format!("http://{addr}/pg-sandbox")
+}
+
+/// The charges a sandbox recorded (its audit view), of one order or all.
+pub async fn sandbox_charges(pg_base: &str, order: Option<&str>) -> Vec<Value> {
+    let url = match order {
+        Some(order) => format!("{pg_base}/v1/charges?orderId={order}&limit=10000"),
+        None => format!("{pg_base}/v1/charges?limit=10000"),
+    };
+    let client = reqwest::Client::builder().no_proxy().timeout(WAIT).build().expect("a client");
+    let r = client.get(&url).send().await.unwrap_or_else(|e| panic!("the sandbox's charges ({url}): {e}"));
+    assert_eq!(r.status().as_u16(), 200, "the sandbox's charges ({url})");
+    let v: Value = r.json().await.expect("charges are JSON");
+    v["charges"].as_array().cloned().unwrap_or_default()
+}
+
+/// The payment sandbox as a process of its own (`queueticket pg-sandbox`,
+/// memory ledger), so a test can freeze it (SIGSTOP: every request to it
+/// hangs, as with a gateway that stopped answering) and thaw it again.
+pub struct SandboxProcess {
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+    _data_dir: TempDir,
+}
+
+impl SandboxProcess {
+    pub async fn start(slow_ms: u64) -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let data_dir = temp_dir();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_queueticket"));
+        cmd.arg("pg-sandbox")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .arg("--memory")
+            .arg("--slow-ms")
+            .arg(slow_ms.to_string())
+            .env_remove("QT_LOG")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if std::env::var_os("TEST_LOG").is_none() {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let mut child = cmd.spawn().expect("spawn queueticket pg-sandbox");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !matches!(http(addr, "GET", "/v1/charges", None, None).await, Ok(r) if r.status == 200) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the sandbox exited during start-up: {status}");
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the sandbox did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { addr, child, _data_dir: data_dir }
+    }
+
+    /// Its base URL (`--pg-base-url`).
+    pub fn url(&self) -> String {
+        sandbox_url(self.addr)
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the sandbox runs");
+        let status = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// SIGSTOP: it answers nothing until `thaw`.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: it works off what queued up meanwhile.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+/// A mock Kafka with every topic the nodes use (seat diffs, coupon claims,
+/// order announcements), as the nodes run with `--kafka-partitions 0`.
+pub fn mock_kafka(brokers: i32) -> rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = rdkafka::mocking::MockCluster::new(brokers).expect("a mock Kafka cluster");
+    cluster.create_topic(KAFKA_TOPIC, 3, 1).expect("the seat-diff topic");
+    cluster.create_topic(KAFKA_COUPON_TOPIC, 4, 1).expect("the coupon topic");
+    cluster.create_topic(KAFKA_ORDER_TOPIC, 3, 1).expect("the order-event topic");
+    cluster
+}
+
 // ------------------------------------------------------------ catalogue
 
 /// Seeds the catalogue database at `url` with the demo event and sets its
@@ -101,8 +239,10 @@ pub fn time_ms(v: &Value) -> i64 {
 /// live patch: a node's once-a-second catalogue refresh that read the
 /// settings just before a patch can put the old ones back for a round.
 pub async fn seed_catalogue(url: &str, settings: &[(&str, i64)]) {
-    const COLUMNS: [&str; 8] = [
+    const COLUMNS: [&str; 10] = [
         "on_sale_at_ms",
+        "starts_at_ms",
+        "refund_until_ms",
         "rate_per_min",
         "max_active",
         "window_s",
@@ -125,6 +265,32 @@ pub async fn seed_catalogue(url: &str, settings: &[(&str, i64)]) {
             .expect("demo settings");
     }
     pool.close().await;
+}
+
+/// Runs SQL statements on the catalogue database at `url` (before any node
+/// reads it), for what `seed_catalogue`'s settings cannot say.
+pub async fn catalogue_sql(url: &str, statements: &[&str]) {
+    let pool = sqlx::AnyPool::connect(url).await.expect("the catalogue database");
+    for statement in statements {
+        sqlx::query(statement).execute(&pool).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    pool.close().await;
+}
+
+/// Adds event `id` to a seeded catalogue: a copy of the demo event (same
+/// seller, hall, tiers and settings).
+pub async fn add_demo_copy(url: &str, id: &str) {
+    let events = format!(
+        "INSERT INTO events (id, seller_id, venue_id, name, starts_at_ms, on_sale_at_ms, currency, rate_per_min, \
+         max_active, window_s, grace_s, paused, hold_s, max_seats_per_buyer, created_ms, refund_until_ms) \
+         SELECT '{id}', seller_id, venue_id, name, starts_at_ms, on_sale_at_ms, currency, rate_per_min, \
+         max_active, window_s, grace_s, paused, hold_s, max_seats_per_buyer, created_ms, refund_until_ms \
+         FROM events WHERE id = '{EVENT}'"
+    );
+    let tiers = format!(
+        "INSERT INTO event_tiers (event_id, id, name, price) SELECT '{id}', id, name, price FROM event_tiers WHERE event_id = '{EVENT}'"
+    );
+    catalogue_sql(url, &[&events, &tiers]).await;
 }
 
 /// Options for a server whose catalogue is a fresh SQLite database in its
@@ -176,6 +342,12 @@ pub struct Options {
     pub child_args: Vec<String>,
     pub child_nofile: Option<u64>,
     pub child_log: Option<std::path::PathBuf>,
+    /// Child servers only: environment variables (`QT_TEST_PAUSE_AT`, say).
+    pub child_env: Vec<(String, String)>,
+    /// The payment gateway's base URL (`--pg-base-url`). When not set, a
+    /// Redis-backed server pays through `shared_sandbox()` (it refuses to
+    /// start without one) and an embedded one through its own sandbox.
+    pub pg_base_url: Option<String>,
 }
 
 impl Options {
@@ -192,6 +364,18 @@ impl Options {
             child_args: Vec::new(),
             child_nofile: None,
             child_log: None,
+            child_env: Vec::new(),
+            pg_base_url: None,
+        }
+    }
+
+    /// The gateway a server with these options pays through, when it is
+    /// not its own embedded sandbox.
+    fn gateway_url(&self) -> Option<String> {
+        match (&self.pg_base_url, &self.backend) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Backend::Redis(_)) => Some(sandbox_url(shared_sandbox())),
+            (None, Backend::Memory) => None,
         }
     }
 
@@ -215,8 +399,11 @@ impl Options {
         if let Some(brokers) = &self.kafka {
             cfg.kafka_brokers = Some(brokers.clone());
             cfg.kafka_topic = KAFKA_TOPIC.into();
+            cfg.kafka_coupon_topic = KAFKA_COUPON_TOPIC.into();
+            cfg.kafka_order_topic = KAFKA_ORDER_TOPIC.into();
             cfg.kafka_partitions = 0; // the mock cluster has it already
         }
+        cfg.pg_base_url = self.gateway_url();
         (self.tweak)(&mut cfg);
         cfg
     }
@@ -227,6 +414,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The server's keys, for checking the passes it signs.
     pub auth: Auth,
+    /// The base URL of the payment gateway (a sandbox) it pays through.
+    pub pg_base: String,
     secret: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), queueticket::app::StartError>>>,
@@ -245,6 +434,7 @@ impl TestServer {
         let cfg = opts.config(data_dir.path().to_path_buf());
         let listener = queueticket::app::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let pg_base = cfg.pg_base_url.clone().unwrap_or_else(|| sandbox_url(addr));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(queueticket::app::run(listener, cfg, async move {
             let _ = stopped.await;
@@ -252,6 +442,7 @@ impl TestServer {
         let mut server = Self {
             addr,
             auth: Auth::new(opts.secret.as_bytes(), None, None).expect("auth"),
+            pg_base,
             secret: opts.secret.clone(),
             stop: Some(stop),
             task: Some(task),
@@ -338,6 +529,11 @@ impl TestServer {
     pub async fn metric(&self, name: &str) -> f64 {
         metric(self.addr, name).await
     }
+
+    /// The charges its gateway (a sandbox) recorded for `order`.
+    pub async fn charges(&self, order: &str) -> Vec<Value> {
+        sandbox_charges(&self.pg_base, Some(order)).await
+    }
 }
 
 pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
@@ -351,6 +547,8 @@ pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
 /// A server running as a child process of the test, so it can be killed.
 pub struct ChildServer {
     pub addr: SocketAddr,
+    /// The base URL of the payment gateway (a sandbox) it pays through.
+    pub pg_base: String,
     child: tokio::process::Child,
     /// Removed once the child is gone (after `child`, by field order).
     _data_dir: TempDir,
@@ -387,6 +585,7 @@ impl ChildServer {
             .arg("--demo")
             .arg("true")
             .env_remove("QT_LOG")
+            .env_remove("QT_TEST_PAUSE_AT")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if !opts.child_args.iter().any(|a| a == "--max-connections-per-ip") {
@@ -414,14 +613,28 @@ impl ChildServer {
                 .arg(brokers)
                 .arg("--kafka-topic")
                 .arg(KAFKA_TOPIC)
+                .arg("--kafka-coupon-topic")
+                .arg(KAFKA_COUPON_TOPIC)
+                .arg("--kafka-order-topic")
+                .arg(KAFKA_ORDER_TOPIC)
                 .arg("--kafka-partitions")
                 .arg("0");
         }
         if let Backend::Redis(prefix) = &opts.backend {
             cmd.arg("--redis-url").arg(REDIS_URL).arg("--redis-prefix").arg(prefix);
         }
-        let mut child = cmd.spawn().expect("spawn queueticket");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let pg_base = match opts.gateway_url() {
+            Some(url) => {
+                cmd.arg("--pg-base-url").arg(&url);
+                url
+            }
+            None => sandbox_url(addr),
+        };
+        for (name, value) in &opts.child_env {
+            cmd.env(name, value);
+        }
+        let mut child = cmd.spawn().expect("spawn queueticket");
         let deadline = tokio::time::Instant::now() + WAIT;
         while !matches!(http(addr, "GET", "/healthz", None, None).await, Ok(r) if r.status == 200) {
             if let Ok(Some(status)) = child.try_wait() {
@@ -430,7 +643,12 @@ impl ChildServer {
             assert!(tokio::time::Instant::now() < deadline, "child server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { addr, child, _data_dir: data_dir }
+        Self { addr, pg_base, child, _data_dir: data_dir }
+    }
+
+    /// The charges its gateway (a sandbox) recorded for `order`.
+    pub async fn charges(&self, order: &str) -> Vec<Value> {
+        sandbox_charges(&self.pg_base, Some(order)).await
     }
 
     /// SIGKILL: no goodbye, no lease release.

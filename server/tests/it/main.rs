@@ -35,6 +35,8 @@ mod coupons_cluster;
 mod hardening;
 mod identity;
 mod openapi;
+mod orders;
+mod orders_cluster;
 mod protocol;
 mod seats;
 mod waiting_room;

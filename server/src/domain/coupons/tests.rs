@@ -344,6 +344,7 @@ fn own_events() -> Vec<Event> {
         currency: "KRW".into(),
         queue: QueueSettings::default(),
         tiers: tiers.iter().map(|t| Tier { id: (*t).into(), name: (*t).into(), price: 1_000 }).collect(),
+        refund_until_ms: None,
     };
     vec![event("e1", "s1", &["a", "b"]), event("e2", "s1", &["b", "c"]), event("e3", "s2", &["d"])]
 }

@@ -294,6 +294,7 @@ mod tests {
             currency: "KRW".into(),
             queue: QueueSettings::default(),
             tiers: tiers.iter().map(|t| Tier { id: (*t).into(), name: (*t).into(), price: 10_000 }).collect(),
+            refund_until_ms: None,
         }
     }
 

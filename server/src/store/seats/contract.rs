@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 
 use super::memory::MemorySeatStore;
 use super::redis::RedisSeatStore;
-use super::{Cause, HoldRefused, LOG_START, SeatStore};
+use super::{Cause, Held, HoldRefused, LOG_START, SeatStore};
 use crate::domain::seats::SeatStatus;
 use crate::store::waiting::contract::{REDIS_URL, require_redis};
 
@@ -31,6 +31,20 @@ macro_rules! seat_store_contract {
             a_user_id_that_is_a_prefix_of_another_frees_nothing_of_it,
             odd_ids_round_trip_whole_through_holds_expiry_and_the_log,
             hold_limits_count_per_whole_user_id,
+            checkout_needs_every_seat_held_by_the_buyer,
+            checkout_extends_a_hold_once_and_never_shortens_it,
+            release_and_release_all_skip_checked_out_seats,
+            uncheckout_makes_ordinary_holds_again_with_their_expiry,
+            expiry_ends_checked_out_holds,
+            retake_takes_free_and_own_seats_without_a_limit,
+            retake_refuses_seats_held_by_others_or_sold,
+            racing_retakes_give_the_seats_to_one_buyer,
+            sell_overrules_other_buyers_holds_and_forgets_them,
+            selling_sold_seats_again_changes_nothing,
+            a_sale_racing_holds_overrules_exactly_the_holds_before_it,
+            unsell_frees_only_sold_seats,
+            checkout_retake_sale_and_refund_log_every_change_in_order,
+            odd_ids_stay_whole_through_checkout_retake_sale_and_refund,
         );
     };
     (@each $make:expr; $($scenario:ident),* $(,)?) => {
@@ -61,6 +75,49 @@ async fn redis_store() -> RedisSeatStore {
 
 fn seats(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+/// Seats by buyer, as plain strings, in a fixed order.
+fn by_buyer(groups: Vec<(crate::domain::UserId, Vec<String>)>) -> Vec<(String, Vec<String>)> {
+    sorted(groups.into_iter().map(|(u, v)| (u.to_string(), sorted(v))).collect())
+}
+
+/// The snapshot's taken seats in a fixed order.
+async fn taken<S: SeatStore>(s: &S) -> Vec<(String, SeatStatus)> {
+    sorted(s.snapshot(EVENT).await.unwrap().taken)
+}
+
+fn all(ids: &[&str], status: SeatStatus) -> Vec<(String, SeatStatus)> {
+    ids.iter().map(|i| (i.to_string(), status)).collect()
+}
+
+/// Log entries after version `after` as (version, status, sorted seats,
+/// user, cause).
+async fn log_since<S: SeatStore>(s: &S, after: u64) -> Vec<(u64, SeatStatus, Vec<String>, String, Cause)> {
+    s.log_after(EVENT, LOG_START, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.diff.version > after)
+        .map(|e| (e.diff.version, e.diff.status, sorted(e.diff.seats), e.diff.user, e.diff.cause))
+        .collect()
+}
+
+/// Every log entry raises the version by exactly its seats, from zero, up
+/// to the store's version: no gap, no double count.
+async fn assert_versions_gap_free<S: SeatStore>(s: &S) {
+    let log = s.log_after(EVENT, LOG_START, 10_000).await.unwrap();
+    let mut version = 0;
+    for e in &log {
+        version += e.diff.seats.len() as u64;
+        assert_eq!(e.diff.version, version, "versions rise by the seats changed: {:?}", e.diff);
+    }
+    assert_eq!(s.version(EVENT).await.unwrap(), version);
 }
 
 /// User ids as identity providers issue them, and ones made of every
@@ -369,4 +426,402 @@ pub async fn hold_limits_count_per_whole_user_id<S: SeatStore>(s: S) {
     for (i, user) in users.iter().enumerate() {
         s.hold(EVENT, user, &[format!("{i}:3"), format!("{i}:4")], T0 + 90_000, 2).await.unwrap().unwrap();
     }
+}
+
+pub async fn checkout_needs_every_seat_held_by_the_buyer<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.hold(EVENT, "b", &seats(&["3"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.sell(EVENT, "a", &seats(&["5"])).await.unwrap();
+    // Someone else's hold, a free seat and the buyer's own sold seat are
+    // not the buyer's holds: all are named, nothing is checked out.
+    let refused = s.checkout(EVENT, "a", &seats(&["1", "3", "2", "4", "5"]), T0 + 9_000).await.unwrap();
+    assert_eq!(refused.map_err(sorted), Err(seats(&["3", "4", "5"])));
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (seats(&["1", "2"]), Some(T0 + 1_000)), "nothing extended");
+    assert_eq!(s.release(EVENT, "a", &seats(&["1"])).await.unwrap().seats, seats(&["1"]), "nothing checked out");
+    assert_eq!(s.checkout(EVENT, "b", &seats(&["2"]), T0 + 9_000).await.unwrap(), Err(seats(&["2"])));
+    // Checking out changes no seat's status: no version, no log entry.
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["2"]), T0 + 9_000).await.unwrap(), Ok(T0 + 9_000));
+    assert_eq!(s.version(EVENT).await.unwrap(), 5);
+    assert_eq!(s.log_after(EVENT, LOG_START, 100).await.unwrap().len(), 4);
+    assert_eq!(
+        taken(&s).await,
+        vec![("2".into(), SeatStatus::Held), ("3".into(), SeatStatus::Held), ("5".into(), SeatStatus::Sold)]
+    );
+}
+
+pub async fn checkout_extends_a_hold_once_and_never_shortens_it<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.hold(EVENT, "a", &seats(&["2"]), T0 + 5_000, 8).await.unwrap().unwrap();
+    // Seat 1 is raised to the checkout's time, seat 2 already ends later.
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["1", "2"]), T0 + 3_000).await.unwrap(), Ok(T0 + 3_000));
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (seats(&["1", "2"]), Some(T0 + 3_000)));
+    // Checking out again, or after a cancel, extends nothing.
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["1", "2"]), T0 + 9_000).await.unwrap(), Ok(T0 + 3_000));
+    s.uncheckout(EVENT, "a", &seats(&["1", "2"])).await.unwrap();
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["1", "2"]), T0 + 9_000).await.unwrap(), Ok(T0 + 3_000));
+    // A hold checked out for the first time alongside is extended.
+    s.hold(EVENT, "a", &seats(&["3"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["1", "3"]), T0 + 8_000).await.unwrap(), Ok(T0 + 3_000));
+    // A checkout time before the hold's end does not shorten it.
+    s.hold(EVENT, "a", &seats(&["4"]), T0 + 7_000, 8).await.unwrap().unwrap();
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["4"]), T0 + 2_000).await.unwrap(), Ok(T0 + 7_000));
+    assert_eq!(s.version(EVENT).await.unwrap(), 4, "checkouts change no status");
+    // Each seat expires at its own end.
+    assert!(s.expire(EVENT, T0 + 2_999, 100).await.unwrap().is_empty(), "seats 1 and 3 were extended");
+    assert_eq!(by_buyer(s.expire(EVENT, T0 + 3_000, 100).await.unwrap()), vec![("a".into(), seats(&["1"]))]);
+    assert_eq!(by_buyer(s.expire(EVENT, T0 + 5_000, 100).await.unwrap()), vec![("a".into(), seats(&["2"]))]);
+    assert_eq!(by_buyer(s.expire(EVENT, T0 + 7_000, 100).await.unwrap()), vec![("a".into(), seats(&["4"]))]);
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (seats(&["3"]), Some(T0 + 8_000)));
+}
+
+pub async fn release_and_release_all_skip_checked_out_seats<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2", "3"]), T0 + 1_000, 3).await.unwrap().unwrap();
+    s.checkout(EVENT, "a", &seats(&["1", "2"]), T0 + 5_000).await.unwrap().unwrap();
+    let r = s.release(EVENT, "a", &seats(&["1", "2", "3"])).await.unwrap();
+    assert_eq!((r.seats, r.version), (seats(&["3"]), 4), "only the seat not checked out is released");
+    let r = s.release_all(EVENT, "a", Cause::WindowEnded).await.unwrap();
+    assert_eq!((r.seats, r.version), (vec![], 4), "checked-out seats are neither released nor reported");
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (seats(&["1", "2"]), Some(T0 + 5_000)));
+    assert_eq!(taken(&s).await, all(&["1", "2"], SeatStatus::Held));
+    // They still count against the buyer's limit, even after release_all.
+    assert_eq!(
+        s.hold(EVENT, "a", &seats(&["4", "5"]), T0 + 1_000, 3).await.unwrap(),
+        Err(HoldRefused::Limit { held: 2 })
+    );
+    assert_eq!(
+        s.hold(EVENT, "b", &seats(&["1"]), T0 + 1_000, 3).await.unwrap(),
+        Err(HoldRefused::Unavailable(seats(&["1"])))
+    );
+    // Once the order is cancelled, they are ordinary holds again.
+    s.uncheckout(EVENT, "a", &seats(&["1"])).await.unwrap();
+    let r = s.release_all(EVENT, "a", Cause::Released).await.unwrap();
+    assert_eq!((r.seats, r.version), (seats(&["1"]), 5));
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap().0, seats(&["2"]));
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn uncheckout_makes_ordinary_holds_again_with_their_expiry<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.hold(EVENT, "b", &seats(&["3"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.checkout(EVENT, "a", &seats(&["1", "2"]), T0 + 4_000).await.unwrap().unwrap();
+    s.checkout(EVENT, "b", &seats(&["3"]), T0 + 4_000).await.unwrap().unwrap();
+    // Only the buyer's own checked-out seats; others (a seat of someone
+    // else, a free seat) are left and are no error.
+    s.uncheckout(EVENT, "a", &seats(&["1", "3", "9"])).await.unwrap();
+    s.uncheckout(EVENT, "b", &seats(&["2"])).await.unwrap();
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (seats(&["1", "2"]), Some(T0 + 4_000)), "the expiry stays");
+    assert_eq!(s.version(EVENT).await.unwrap(), 3, "no status changed");
+    assert_eq!(s.release(EVENT, "a", &seats(&["1", "2"])).await.unwrap().seats, seats(&["1"]));
+    assert!(
+        s.release_all(EVENT, "b", Cause::Released).await.unwrap().seats.is_empty(),
+        "b's seat is still checked out"
+    );
+    // Uncheckout twice is harmless; the hold then ends at its expiry.
+    s.uncheckout(EVENT, "a", &seats(&["2"])).await.unwrap();
+    s.uncheckout(EVENT, "a", &seats(&["2"])).await.unwrap();
+    assert!(s.expire(EVENT, T0 + 3_999, 100).await.unwrap().is_empty());
+    assert_eq!(
+        by_buyer(s.expire(EVENT, T0 + 4_000, 100).await.unwrap()),
+        vec![("a".into(), seats(&["2"])), ("b".into(), seats(&["3"]))]
+    );
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn expiry_ends_checked_out_holds<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 2).await.unwrap().unwrap();
+    s.checkout(EVENT, "a", &seats(&["1", "2"]), T0 + 2_000).await.unwrap().unwrap();
+    assert!(s.expire(EVENT, T0 + 1_999, 100).await.unwrap().is_empty());
+    let sweeps = join_all((0..5).map(|_| s.expire(EVENT, T0 + 2_000, 100))).await;
+    let expired = by_buyer(sweeps.into_iter().flat_map(|r| r.unwrap()).collect());
+    assert_eq!(expired, vec![("a".into(), seats(&["1", "2"]))], "expired once");
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (vec![], None));
+    assert!(taken(&s).await.is_empty());
+    assert_eq!(log_since(&s, 2).await, vec![(4, SeatStatus::Free, seats(&["1", "2"]), "a".into(), Cause::Expired)]);
+    // The seats and the buyer's limit are free again, and the old checkout
+    // does not cling to a new hold.
+    s.hold(EVENT, "a", &seats(&["1", "3"]), T0 + 3_000, 2).await.unwrap().unwrap();
+    assert_eq!(s.release(EVENT, "a", &seats(&["1"])).await.unwrap().seats, seats(&["1"]));
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["3"]), T0 + 6_000).await.unwrap(), Ok(T0 + 6_000), "a new hold extends");
+}
+
+pub async fn retake_takes_free_and_own_seats_without_a_limit<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1"]), T0 + 9_000, 2).await.unwrap().unwrap();
+    s.hold(EVENT, "a", &seats(&["2"]), T0 + 1_000, 2).await.unwrap().unwrap();
+    // 1 keeps its later end, 2 is raised, 3 and 4 were free (the buyer's
+    // limit of 2 does not apply).
+    let held = s.retake(EVENT, "a", &seats(&["1", "2", "3", "4"]), T0 + 5_000).await.unwrap();
+    assert_eq!(held, Ok(Held { expires_ms: T0 + 5_000, version: 4 }));
+    assert_eq!(log_since(&s, 2).await, vec![(4, SeatStatus::Held, seats(&["3", "4"]), "a".into(), Cause::Retaken)]);
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (seats(&["1", "2", "3", "4"]), Some(T0 + 5_000)));
+    assert_eq!(taken(&s).await, all(&["1", "2", "3", "4"], SeatStatus::Held));
+    // Retaken seats are checked out: leaving does not release them.
+    assert!(s.release_all(EVENT, "a", Cause::WindowEnded).await.unwrap().seats.is_empty());
+    // Retaking what the buyer already holds changes no status.
+    let again = s.retake(EVENT, "a", &seats(&["3"]), T0 + 6_000).await.unwrap();
+    assert_eq!(again, Ok(Held { expires_ms: T0 + 6_000, version: 4 }));
+    // A retake counts as the hold's extension: a later checkout adds none.
+    s.uncheckout(EVENT, "a", &seats(&["4"])).await.unwrap();
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["4"]), T0 + 20_000).await.unwrap(), Ok(T0 + 5_000));
+    assert_eq!(
+        by_buyer(s.expire(EVENT, T0 + 5_000, 100).await.unwrap()),
+        vec![("a".into(), seats(&["2", "4"]))],
+        "retaken holds end at their expiry"
+    );
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn retake_refuses_seats_held_by_others_or_sold<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.hold(EVENT, "b", &seats(&["2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.sell(EVENT, "c", &seats(&["3"])).await.unwrap();
+    s.sell(EVENT, "a", &seats(&["5"])).await.unwrap();
+    let refused = s.retake(EVENT, "a", &seats(&["1", "2", "3", "4", "5"]), T0 + 9_000).await.unwrap();
+    assert_eq!(refused.map_err(sorted), Err(seats(&["2", "3", "5"])));
+    // Nothing changed: 4 is still free, 1 is an ordinary hold with its
+    // old expiry.
+    assert_eq!(s.version(EVENT).await.unwrap(), 4);
+    assert_eq!(
+        taken(&s).await,
+        vec![
+            ("1".into(), SeatStatus::Held),
+            ("2".into(), SeatStatus::Held),
+            ("3".into(), SeatStatus::Sold),
+            ("5".into(), SeatStatus::Sold)
+        ]
+    );
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (seats(&["1"]), Some(T0 + 1_000)));
+    assert_eq!(s.release(EVENT, "a", &seats(&["1"])).await.unwrap().seats, seats(&["1"]));
+    assert_eq!(s.holds_of(EVENT, "b").await.unwrap(), (seats(&["2"]), Some(T0 + 1_000)));
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn racing_retakes_give_the_seats_to_one_buyer<S: SeatStore>(s: S) {
+    let want = seats(&["1", "2", "3"]);
+    let buyers: Vec<String> = (0..20).map(|b| format!("payer{b}")).collect();
+    let results = join_all(buyers.iter().map(|u| s.retake(EVENT, u, &want, T0 + 60_000))).await;
+    let winners: Vec<&String> =
+        buyers.iter().zip(&results).filter(|(_, r)| r.as_ref().unwrap().is_ok()).map(|(u, _)| u).collect();
+    assert_eq!(winners.len(), 1, "exactly one payment gets the seats");
+    for r in &results {
+        if let Err(refused) = r.as_ref().unwrap() {
+            assert_eq!(sorted(refused.clone()), want, "a loser is told every seat is taken");
+        }
+    }
+    assert_eq!(s.holds_of(EVENT, winners[0]).await.unwrap(), (want.clone(), Some(T0 + 60_000)));
+    assert_eq!(s.version(EVENT).await.unwrap(), 3);
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn sell_overrules_other_buyers_holds_and_forgets_them<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.checkout(EVENT, "a", &seats(&["1", "2"]), T0 + 5_000).await.unwrap().unwrap();
+    s.hold(EVENT, "b", &seats(&["3", "4"]), T0 + 1_000, 2).await.unwrap().unwrap();
+    s.hold(EVENT, "c", &seats(&["5"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.checkout(EVENT, "c", &seats(&["5"]), T0 + 5_000).await.unwrap().unwrap();
+    // a's own checked-out holds, holds of b and c and a free seat.
+    let sold = s.sell(EVENT, "a", &seats(&["1", "2", "3", "5", "6"])).await.unwrap();
+    assert_eq!((sorted(sold.seats), sold.version), (seats(&["1", "2", "3", "5", "6"]), 10));
+    assert_eq!(by_buyer(sold.overruled), vec![("b".into(), seats(&["3"])), ("c".into(), seats(&["5"]))]);
+    assert_eq!(
+        log_since(&s, 5).await,
+        vec![(10, SeatStatus::Sold, seats(&["1", "2", "3", "5", "6"]), "a".into(), Cause::Sold)]
+    );
+    assert_eq!(
+        taken(&s).await,
+        vec![
+            ("1".into(), SeatStatus::Sold),
+            ("2".into(), SeatStatus::Sold),
+            ("3".into(), SeatStatus::Sold),
+            ("4".into(), SeatStatus::Held),
+            ("5".into(), SeatStatus::Sold),
+            ("6".into(), SeatStatus::Sold)
+        ]
+    );
+    // Sold seats are nobody's holds: not listed, not counted, not released,
+    // not expired, not holdable, not checked out.
+    assert_eq!(s.holds_of(EVENT, "a").await.unwrap(), (vec![], None));
+    assert_eq!(s.holds_of(EVENT, "b").await.unwrap(), (seats(&["4"]), Some(T0 + 1_000)));
+    assert_eq!(s.holds_of(EVENT, "c").await.unwrap(), (vec![], None));
+    s.hold(EVENT, "b", &seats(&["7"]), T0 + 1_000, 2).await.unwrap().unwrap();
+    assert_eq!(s.hold(EVENT, "b", &seats(&["8"]), T0 + 1_000, 2).await.unwrap(), Err(HoldRefused::Limit { held: 2 }));
+    assert!(s.release(EVENT, "a", &seats(&["1", "2"])).await.unwrap().seats.is_empty());
+    assert!(s.release_all(EVENT, "a", Cause::Released).await.unwrap().seats.is_empty());
+    assert!(s.release(EVENT, "b", &seats(&["3"])).await.unwrap().seats.is_empty());
+    assert_eq!(s.checkout(EVENT, "a", &seats(&["1"]), T0 + 9_000).await.unwrap(), Err(seats(&["1"])));
+    assert_eq!(
+        s.hold(EVENT, "d", &seats(&["6", "9"]), T0 + 1_000, 8).await.unwrap(),
+        Err(HoldRefused::Unavailable(seats(&["6"])))
+    );
+    assert_eq!(
+        by_buyer(s.expire(EVENT, T0 + 99_000, 100).await.unwrap()),
+        vec![("b".into(), seats(&["4", "7"]))],
+        "sold seats never expire"
+    );
+    assert_eq!(taken(&s).await, all(&["1", "2", "3", "5", "6"], SeatStatus::Sold));
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn selling_sold_seats_again_changes_nothing<S: SeatStore>(s: S) {
+    let first = s.sell(EVENT, "a", &seats(&["1", "2"])).await.unwrap();
+    assert_eq!((sorted(first.seats), first.version, first.overruled), (seats(&["1", "2"]), 2, vec![]));
+    let again = s.sell(EVENT, "a", &seats(&["1", "2"])).await.unwrap();
+    assert_eq!((again.seats, again.version, again.overruled), (vec![], 2, vec![]), "a replayed sale changes nothing");
+    // Already sold to someone else: left as it is; only the free seat sells.
+    let other = s.sell(EVENT, "b", &seats(&["2", "3"])).await.unwrap();
+    assert_eq!((other.seats, other.version, other.overruled), (seats(&["3"]), 3, vec![]));
+    assert_eq!(
+        log_since(&s, 0).await,
+        vec![
+            (2, SeatStatus::Sold, seats(&["1", "2"]), "a".into(), Cause::Sold),
+            (3, SeatStatus::Sold, seats(&["3"]), "b".into(), Cause::Sold),
+        ]
+    );
+    // Seat 2 is still a's: its refund is logged for a.
+    s.unsell(EVENT, &seats(&["2"])).await.unwrap();
+    assert_eq!(log_since(&s, 3).await, vec![(4, SeatStatus::Free, seats(&["2"]), "a".into(), Cause::Refunded)]);
+}
+
+pub async fn a_sale_racing_holds_overrules_exactly_the_holds_before_it<S: SeatStore>(s: S) {
+    // 30 buyers race for 10 seats in pairs while the record sells them all.
+    let all_seats: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let requests: Vec<(String, Vec<String>)> =
+        (0..30).map(|b| (format!("buyer{b}"), vec![(b % 10).to_string(), ((b + 1) % 10).to_string()])).collect();
+    let holds = join_all(requests.iter().map(|(u, want)| s.hold(EVENT, u, want, T0 + 60_000, 8)));
+    let (holds, sold) = futures_util::join!(holds, s.sell(EVENT, "payer", &all_seats));
+    let sold = sold.unwrap();
+    assert_eq!(sorted(sold.seats), sorted(all_seats.clone()));
+    // A hold either came before the sale (and was overruled whole) or after
+    // it (and was refused); what stays held is exactly what came after.
+    let overruled = by_buyer(sold.overruled);
+    let mut before: Vec<(String, Vec<String>)> = Vec::new();
+    let mut after: Vec<(String, Vec<String>)> = Vec::new();
+    for ((user, want), result) in requests.iter().zip(holds) {
+        if result.unwrap().is_ok() {
+            let (now, _) = s.holds_of(EVENT, user).await.unwrap();
+            if now.is_empty() {
+                before.push((user.clone(), sorted(want.clone())))
+            } else {
+                after.push((user.clone(), now))
+            }
+        }
+    }
+    assert!(after.is_empty(), "every seat was sold, so no hold can follow the sale: {after:?}");
+    assert_eq!(overruled, sorted(before.clone()));
+    let held: u64 = before.iter().map(|(_, v)| v.len() as u64).sum();
+    assert_eq!(sold.version, held + 10);
+    assert_eq!(taken(&s).await, sorted(all_seats.iter().map(|i| (i.clone(), SeatStatus::Sold)).collect()));
+    assert!(s.expire(EVENT, T0 + 60_000, 100).await.unwrap().is_empty());
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn unsell_frees_only_sold_seats<S: SeatStore>(s: S) {
+    s.sell(EVENT, "a", &seats(&["1", "2"])).await.unwrap();
+    s.sell(EVENT, "b", &seats(&["3"])).await.unwrap();
+    s.hold(EVENT, "c", &seats(&["4"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    // 4 is held and 5 free: left as they are.
+    let r = s.unsell(EVENT, &seats(&["1", "3", "4", "5"])).await.unwrap();
+    assert_eq!((sorted(r.seats), r.version), (seats(&["1", "3"]), 6));
+    // One entry per buyer the seats were sold to.
+    let mut refunds = log_since(&s, 4).await;
+    refunds.sort_by(|x, y| x.3.cmp(&y.3));
+    let refunds: Vec<_> = refunds.into_iter().map(|(_, st, seats, user, cause)| (st, seats, user, cause)).collect();
+    assert_eq!(
+        refunds,
+        vec![
+            (SeatStatus::Free, seats(&["1"]), "a".into(), Cause::Refunded),
+            (SeatStatus::Free, seats(&["3"]), "b".into(), Cause::Refunded),
+        ]
+    );
+    assert_eq!(taken(&s).await, vec![("2".into(), SeatStatus::Sold), ("4".into(), SeatStatus::Held)]);
+    assert_eq!(s.holds_of(EVENT, "c").await.unwrap(), (seats(&["4"]), Some(T0 + 1_000)));
+    let again = s.unsell(EVENT, &seats(&["1", "3"])).await.unwrap();
+    assert_eq!((again.seats, again.version), (vec![], 6), "a refunded seat is not refunded twice");
+    // Refunded seats are on sale again.
+    s.hold(EVENT, "d", &seats(&["1", "3"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn checkout_retake_sale_and_refund_log_every_change_in_order<S: SeatStore>(s: S) {
+    s.hold(EVENT, "a", &seats(&["1", "2"]), T0 + 1_000, 8).await.unwrap().unwrap();
+    s.checkout(EVENT, "a", &seats(&["1", "2"]), T0 + 5_000).await.unwrap().unwrap();
+    s.uncheckout(EVENT, "a", &seats(&["2"])).await.unwrap();
+    s.release(EVENT, "a", &seats(&["2"])).await.unwrap();
+    // The payment lands: 1 is still a's, 2 was let go and is free again.
+    assert_eq!(s.retake(EVENT, "a", &seats(&["1", "2"]), T0 + 9_000).await.unwrap().map(|h| h.version), Ok(4));
+    let sold = s.sell(EVENT, "a", &seats(&["1", "2"])).await.unwrap();
+    assert_eq!((sold.version, sold.overruled), (6, vec![]));
+    assert_eq!(s.unsell(EVENT, &seats(&["2"])).await.unwrap().version, 7);
+    assert_eq!(
+        log_since(&s, 0).await,
+        vec![
+            (2, SeatStatus::Held, seats(&["1", "2"]), "a".into(), Cause::Held),
+            (3, SeatStatus::Free, seats(&["2"]), "a".into(), Cause::Released),
+            (4, SeatStatus::Held, seats(&["2"]), "a".into(), Cause::Retaken),
+            (6, SeatStatus::Sold, seats(&["1", "2"]), "a".into(), Cause::Sold),
+            (7, SeatStatus::Free, seats(&["2"]), "a".into(), Cause::Refunded),
+        ]
+    );
+    let snap = s.snapshot(EVENT).await.unwrap();
+    assert_eq!((snap.version, snap.taken), (7, vec![("1".to_string(), SeatStatus::Sold)]));
+    assert_versions_gap_free(&s).await;
+}
+
+pub async fn odd_ids_stay_whole_through_checkout_retake_sale_and_refund<S: SeatStore>(s: S) {
+    let victim = "auth0|12345";
+    s.hold(EVENT, victim, &seats(&["V,1", "V|2"]), T0 + 1_000, 4).await.unwrap().unwrap();
+    // Ids that are prefixes, extensions or encodings of the victim's own
+    // touch none of its seats.
+    for thief in ["auth0", "auth0|", "auth0|1234", "", "h|auth0|12345", "61757468307c3132333435"] {
+        assert_eq!(
+            s.checkout(EVENT, thief, &seats(&["V,1"]), T0 + 9_000).await.unwrap(),
+            Err(seats(&["V,1"])),
+            "{thief:?}"
+        );
+        assert_eq!(
+            s.retake(EVENT, thief, &seats(&["V|2"]), T0 + 9_000).await.unwrap(),
+            Err(seats(&["V|2"])),
+            "{thief:?}"
+        );
+    }
+    assert_eq!(s.checkout(EVENT, victim, &seats(&["V,1", "V|2"]), T0 + 4_000).await.unwrap(), Ok(T0 + 4_000));
+    for thief in ["auth0", "auth0|", "h|auth0|12345"] {
+        s.uncheckout(EVENT, thief, &seats(&["V,1", "V|2"])).await.unwrap();
+    }
+    assert!(s.release_all(EVENT, victim, Cause::Released).await.unwrap().seats.is_empty(), "still checked out");
+    // Every odd buyer retakes an odd seat; then one odd buyer's sale
+    // overrules the victim and the others, each named whole.
+    for (user, seat) in ODD_USERS.iter().zip(ODD_SEATS).filter(|(u, _)| **u != victim) {
+        s.retake(EVENT, user, &seats(&[seat]), T0 + 9_000).await.unwrap().unwrap();
+    }
+    let buyer = "ünï|códe 🎟";
+    let everything: Vec<String> = ODD_SEATS.iter().map(|s| s.to_string()).chain(seats(&["V,1", "V|2"])).collect();
+    let sold = s.sell(EVENT, buyer, &everything).await.unwrap();
+    assert_eq!(sorted(sold.seats), sorted(everything.clone()));
+    let mut want: Vec<(String, Vec<String>)> = ODD_USERS
+        .iter()
+        .zip(ODD_SEATS)
+        .filter(|(u, _)| **u != victim && **u != buyer)
+        .map(|(u, seat)| (u.to_string(), seats(&[seat])))
+        .collect();
+    want.push((victim.to_string(), seats(&["V,1", "V|2"])));
+    assert_eq!(by_buyer(sold.overruled), sorted(want));
+    for user in ODD_USERS {
+        assert_eq!(s.holds_of(EVENT, user).await.unwrap(), (vec![], None), "{user:?}");
+        assert!(
+            s.hold(EVENT, user, &[format!("{user}/new")], T0 + 9_000, 1).await.unwrap().is_ok(),
+            "{user:?}'s limit is free"
+        );
+    }
+    let last = s.log_after(EVENT, LOG_START, 1_000).await.unwrap().into_iter().find(|e| e.diff.cause == Cause::Sold);
+    let last = last.expect("the sale is logged").diff;
+    assert_eq!((last.user.as_str(), sorted(last.seats)), (buyer, sorted(everything.clone())));
+    // The refund names the buyer whole, and lists the odd seats whole.
+    let r = s.unsell(EVENT, &everything).await.unwrap();
+    assert_eq!(sorted(r.seats), sorted(everything.clone()));
+    let refund = s.log_after(EVENT, LOG_START, 1_000).await.unwrap().pop().unwrap().diff;
+    assert_eq!(
+        (refund.user.as_str(), sorted(refund.seats), refund.cause),
+        (buyer, sorted(everything), Cause::Refunded)
+    );
+    assert_versions_gap_free(&s).await;
 }

@@ -49,6 +49,16 @@ pub enum HoldRefused {
     Limit { held: u32 },
 }
 
+/// Seats sold, the event's version after, and the buyers whose holds on
+/// them were overruled (the record said sold; the store had them held by
+/// someone else, which only a crash between the two can cause).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sold {
+    pub seats: Vec<String>,
+    pub version: u64,
+    pub overruled: Vec<(UserId, Vec<String>)>,
+}
+
 /// The seats that are not free, at a version.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
@@ -70,6 +80,44 @@ pub trait SeatStore: Send + Sync + 'static {
         expires_ms: i64,
         max_per_buyer: u32,
     ) -> StoreResult<Result<Held, HoldRefused>>;
+
+    /// Marks `seats`, all held by `user`, as kept for the buyer's order and
+    /// extends each hold to `until_ms` the first time that hold is checked
+    /// out (once per hold: checking out again, after a cancel or to change
+    /// the coupon, extends nothing). A checked-out hold is not released by
+    /// `release` or `release_all`; it ends by expiry, by `uncheckout` and a
+    /// release, or by `sell`. Returns the earliest expiry of the seats after,
+    /// or the seats `user` does not hold (then nothing changed).
+    async fn checkout(
+        &self,
+        event: &str,
+        user: &str,
+        seats: &[String],
+        until_ms: i64,
+    ) -> StoreResult<Result<i64, Vec<String>>>;
+
+    /// Makes those of `seats` that `user` holds ordinary holds again (the
+    /// order was cancelled or failed); their expiry stays.
+    async fn uncheckout(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<()>;
+
+    /// For a payment that arrived: all `seats` become `user`'s checked-out
+    /// holds until at least `until_ms` if each is free or already held by
+    /// `user`; otherwise nothing changes and the seats that are not are
+    /// returned. No hold limit applies (the seats were paid for).
+    async fn retake(
+        &self,
+        event: &str,
+        user: &str,
+        seats: &[String],
+        until_ms: i64,
+    ) -> StoreResult<Result<Held, Vec<String>>>;
+
+    /// Marks `seats` sold to `user`, whatever the store had: the SQL record
+    /// of the sale is the truth. Seats already sold are left as they are.
+    async fn sell(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Sold>;
+
+    /// Puts sold `seats` back on sale (a refund); other seats are left.
+    async fn unsell(&self, event: &str, seats: &[String]) -> StoreResult<Released>;
 
     /// Releases those of `seats` that `user` holds.
     async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Released>;

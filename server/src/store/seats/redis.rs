@@ -4,6 +4,12 @@
 //! multi-seat check-and-set is one Lua script that also bumps the version
 //! and appends to the log.
 //!
+//! A taken seat's state is a code and flags, nothing else: `h` a hold, `hc`
+//! a hold checked out for an order (already extended), `hx` a hold that was
+//! checked out and no longer is (extended once, never again), `s` sold. The
+//! first letter is the seat's status. The holder hash names the buyer of a
+//! hold or a sale; only holds sit in the expiry zset and the buyer's set.
+//!
 //! No key or value joins a user or seat id with a separator it may contain
 //! (design invariant 8): holders are compared whole, a buyer's set is keyed
 //! by the hex of the user id's bytes, and the log lists seats as JSON.
@@ -12,7 +18,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 
-use super::{Cause, Held, HoldRefused, LOG_START, LogEntry, Released, SeatDiff, SeatStore, Snapshot};
+use super::{Cause, Held, HoldRefused, LOG_START, LogEntry, Released, SeatDiff, SeatStore, Snapshot, Sold};
 use crate::domain::UserId;
 use crate::domain::seats::SeatStatus;
 use crate::store::StoreResult;
@@ -62,6 +68,31 @@ pub struct RedisSeatStore {
     expire: Script,
     holds: Script,
     snapshot: Script,
+    checkout: Script,
+    uncheckout: Script,
+    retake: Script,
+    sell: Script,
+    unsell: Script,
+}
+
+/// Seats as strings, the rest of a reply.
+fn texts(values: &[Value]) -> StoreResult<Vec<String>> {
+    values.iter().map(text).collect()
+}
+
+/// `{user, n, seat × n, user, …}` as seats by user.
+fn by_user(reply: &[Value], what: &str) -> StoreResult<Vec<(UserId, Vec<String>)>> {
+    let mut out = Vec::new();
+    let mut it = reply.iter();
+    while let Some(user) = it.next() {
+        let n = usize::try_from(int(it.next().ok_or_else(|| corrupt(what))?)?).map_err(corrupt)?;
+        let seats = it.by_ref().take(n).map(text).collect::<StoreResult<Vec<_>>>()?;
+        if seats.len() != n {
+            return Err(corrupt(what));
+        }
+        out.push((UserId::from(text(user)?), seats));
+    }
+    Ok(out)
 }
 
 /// One stream entry `[id, [field, value, …]]` as a log entry.
@@ -112,6 +143,11 @@ impl RedisSeatStore {
             expire: Script::new(include_str!("lua/expire.lua")),
             holds: Script::new(include_str!("lua/holds.lua")),
             snapshot: Script::new(include_str!("lua/snapshot.lua")),
+            checkout: Script::new(include_str!("lua/checkout.lua")),
+            uncheckout: Script::new(include_str!("lua/uncheckout.lua")),
+            retake: Script::new(include_str!("lua/retake.lua")),
+            sell: Script::new(include_str!("lua/sell.lua")),
+            unsell: Script::new(include_str!("lua/unsell.lua")),
         }
     }
 
@@ -158,7 +194,7 @@ impl RedisSeatStore {
         }
         let reply: Vec<Value> = call.invoke_async(&mut self.conn.clone()).await?;
         let (version, seats) = reply.split_first().ok_or_else(|| corrupt("empty release reply"))?;
-        Ok(Released { seats: seats.iter().map(text).collect::<StoreResult<_>>()?, version: int(version)? as u64 })
+        Ok(Released { seats: texts(seats)?, version: int(version)? as u64 })
     }
 }
 
@@ -186,10 +222,96 @@ impl SeatStore for RedisSeatStore {
                 let version = int(rest.first().ok_or_else(|| corrupt("hold reply"))?)? as u64;
                 Ok(Ok(Held { expires_ms, version }))
             }
-            0 => Ok(Err(HoldRefused::Unavailable(rest.iter().map(text).collect::<StoreResult<_>>()?))),
+            0 => Ok(Err(HoldRefused::Unavailable(texts(rest)?))),
             2 => Ok(Err(HoldRefused::Limit { held: int(rest.first().ok_or_else(|| corrupt("hold reply"))?)? as u32 })),
             other => Err(corrupt(format!("hold reply code {other}"))),
         }
+    }
+
+    async fn checkout(
+        &self,
+        event: &str,
+        user: &str,
+        seats: &[String],
+        until_ms: i64,
+    ) -> StoreResult<Result<i64, Vec<String>>> {
+        let k = self.keys(event);
+        let mut call = self.checkout.key(&k.state);
+        call.key(&k.holder).key(&k.expiry).arg(user).arg(until_ms);
+        for s in seats {
+            call.arg(s);
+        }
+        let reply: Vec<Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        let (code, rest) = reply.split_first().ok_or_else(|| corrupt("empty checkout reply"))?;
+        match int(code)? {
+            1 => Ok(Ok(int(rest.first().ok_or_else(|| corrupt("checkout reply"))?)?)),
+            0 => Ok(Err(texts(rest)?)),
+            other => Err(corrupt(format!("checkout reply code {other}"))),
+        }
+    }
+
+    async fn uncheckout(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<()> {
+        let k = self.keys(event);
+        let mut call = self.uncheckout.key(&k.state);
+        call.key(&k.holder).arg(user);
+        for s in seats {
+            call.arg(s);
+        }
+        let _changed: i64 = call.invoke_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn retake(
+        &self,
+        event: &str,
+        user: &str,
+        seats: &[String],
+        until_ms: i64,
+    ) -> StoreResult<Result<Held, Vec<String>>> {
+        let k = self.keys(event);
+        let mut call = self.retake.key(&k.state);
+        call.key(&k.holder).key(&k.expiry).key(k.held(user)).key(&k.version).key(&k.log);
+        call.arg(user).arg(until_ms).arg(LOG_MAXLEN);
+        for s in seats {
+            call.arg(s);
+        }
+        let reply: Vec<Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        let (code, rest) = reply.split_first().ok_or_else(|| corrupt("empty retake reply"))?;
+        match (int(code)?, rest) {
+            (1, [version, expires_ms]) => Ok(Ok(Held { expires_ms: int(expires_ms)?, version: int(version)? as u64 })),
+            (0, taken) => Ok(Err(texts(taken)?)),
+            (other, _) => Err(corrupt(format!("retake reply code {other}"))),
+        }
+    }
+
+    async fn sell(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Sold> {
+        let k = self.keys(event);
+        let mut call = self.sell.key(&k.state);
+        call.key(&k.holder).key(&k.expiry).key(&k.version).key(&k.log);
+        call.arg(user).arg(LOG_MAXLEN).arg(&k.held_prefix).arg(&k.legacy_user_prefix);
+        for s in seats {
+            call.arg(s);
+        }
+        let reply: Vec<Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        let [version, n, rest @ ..] = reply.as_slice() else { return Err(corrupt("sell reply")) };
+        let n = usize::try_from(int(n)?).map_err(corrupt)?;
+        if rest.len() < n {
+            return Err(corrupt("sell reply"));
+        }
+        let (sold, overruled) = rest.split_at(n);
+        Ok(Sold { seats: texts(sold)?, version: int(version)? as u64, overruled: by_user(overruled, "sell reply")? })
+    }
+
+    async fn unsell(&self, event: &str, seats: &[String]) -> StoreResult<Released> {
+        let k = self.keys(event);
+        let mut call = self.unsell.key(&k.state);
+        call.key(&k.holder).key(&k.version).key(&k.log).arg(LOG_MAXLEN);
+        for s in seats {
+            call.arg(s);
+        }
+        let reply: Vec<Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        let (version, seats) = reply.split_first().ok_or_else(|| corrupt("empty unsell reply"))?;
+        Ok(Released { seats: texts(seats)?, version: int(version)? as u64 })
     }
 
     async fn release(&self, event: &str, user: &str, seats: &[String]) -> StoreResult<Released> {
@@ -216,14 +338,7 @@ impl SeatStore for RedisSeatStore {
             .arg(&k.legacy_user_prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let mut out = Vec::new();
-        let mut it = reply.iter();
-        while let Some(user) = it.next() {
-            let n = int(it.next().ok_or_else(|| corrupt("expire reply"))?)? as usize;
-            let seats = it.by_ref().take(n).map(text).collect::<StoreResult<Vec<_>>>()?;
-            out.push((UserId::from(text(user)?), seats));
-        }
-        Ok(out)
+        by_user(&reply, "expire reply")
     }
 
     async fn holds_of(&self, event: &str, user: &str) -> StoreResult<(Vec<String>, Option<i64>)> {
@@ -233,6 +348,7 @@ impl SeatStore for RedisSeatStore {
             .key(&k.holder)
             .key(&k.expiry)
             .key(k.held(user))
+            .key(&k.state)
             .arg(user)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -322,6 +438,63 @@ mod tests {
         let k = RedisSeatStore::keys_for("p", "e");
         assert_eq!(k.held("auth0"), "p:s:{e}:held:6175746830");
         assert_ne!(k.held("auth0"), k.held("auth0|12345"));
+    }
+
+    /// A seat's state value is a code and flags only: whatever the ids, no
+    /// id is stored beside it, and the holder hash has each id whole.
+    #[tokio::test]
+    async fn seat_states_are_codes_and_holders_whole_ids() {
+        let s = fresh().await;
+        let k = s.keys("ev");
+        let mut conn = s.conn.clone();
+        let (a, b) = ("h|auth0|1", "s,x:{y}");
+        s.hold("ev", a, &["1".into(), "2".into(), "3".into()], 5_000, 8).await.unwrap().unwrap();
+        s.hold("ev", b, &["4".into()], 5_000, 8).await.unwrap().unwrap();
+        s.checkout("ev", a, &["1".into(), "2".into()], 9_000).await.unwrap().unwrap();
+        s.uncheckout("ev", a, &["2".into()]).await.unwrap();
+        s.sell("ev", b, &["3".into(), "5".into()]).await.unwrap();
+        let states: Vec<(String, String)> = conn.hgetall(&k.state).await.unwrap();
+        let mut states: Vec<(&str, &str)> = states.iter().map(|(x, y)| (x.as_str(), y.as_str())).collect();
+        states.sort();
+        assert_eq!(states, vec![("1", "hc"), ("2", "hx"), ("3", "s"), ("4", "h"), ("5", "s")]);
+        let holders: Vec<(String, String)> = conn.hgetall(&k.holder).await.unwrap();
+        let mut holders: Vec<(&str, &str)> = holders.iter().map(|(x, y)| (x.as_str(), y.as_str())).collect();
+        holders.sort();
+        assert_eq!(holders, vec![("1", a), ("2", a), ("3", b), ("4", b), ("5", b)]);
+        let mut a_set: Vec<String> = conn.smembers(k.held(a)).await.unwrap();
+        a_set.sort();
+        assert_eq!(a_set, vec!["1", "2"], "the overruled seat left a's set");
+        let b_set: Vec<String> = conn.smembers(k.held(b)).await.unwrap();
+        assert_eq!(b_set, vec!["4"], "sold seats are in no buyer's set");
+        let expiry: Vec<String> = conn.zrange(&k.expiry, 0, -1).await.unwrap();
+        assert_eq!(expiry, vec!["4", "1", "2"], "sold seats have no expiry; 1 and 2 were extended");
+    }
+
+    /// A hold of the layout before is overruled by a sale like any other:
+    /// its buyer is named whole and its old buyer set cleaned up.
+    #[tokio::test]
+    async fn a_sale_overrules_holds_of_the_layout_before() {
+        let s = fresh().await;
+        let k = s.keys("ev");
+        let mut conn = s.conn.clone();
+        let user = "auth0|12345";
+        let legacy_set = format!("{}{user}", k.legacy_user_prefix);
+        let () = redis::pipe()
+            .hset(&k.state, "A-1", format!("h|{user}|5000"))
+            .zadd(&k.expiry, "A-1", 5_000)
+            .sadd(&legacy_set, "A-1")
+            .set(&k.version, 1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(s.checkout("ev", user, &["A-1".to_string()], 9_000).await.unwrap(), Err(vec!["A-1".to_string()]));
+        assert_eq!(s.retake("ev", "b", &["A-1".to_string()], 9_000).await.unwrap(), Err(vec!["A-1".to_string()]));
+        let sold = s.sell("ev", "b", &["A-1".to_string()]).await.unwrap();
+        assert_eq!((sold.version, sold.overruled), (2, vec![(UserId::from(user), vec!["A-1".to_string()])]));
+        let left: bool = conn.exists(&legacy_set).await.unwrap();
+        assert!(!left, "the old buyer set is cleaned up");
+        assert!(s.expire("ev", 5_000, 10).await.unwrap().is_empty());
+        assert_eq!(s.snapshot("ev").await.unwrap().taken, vec![("A-1".to_string(), SeatStatus::Sold)]);
     }
 
     /// Holds written by the layout before (`state` seat → "h|user|ms", the

@@ -4,8 +4,10 @@
 //! (distributed); the migrations are portable SQL.
 
 mod coupons;
+mod orders;
 
 pub use coupons::{CampaignRecord, NotUpdated, Recorded};
+pub use orders::{BadCursor, Completed, Inserted, LedgerEntry, OrderRecord, OutboxRow, PaymentState, Transition};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
@@ -41,10 +43,11 @@ struct EventRow {
     paused: i64,
     hold_s: i64,
     max_seats_per_buyer: i64,
+    refund_until_ms: Option<i64>,
 }
 
 const EVENT_COLUMNS: &str = "id, seller_id, venue_id, name, starts_at_ms, on_sale_at_ms, currency, rate_per_min, \
-     max_active, window_s, grace_s, paused, hold_s, max_seats_per_buyer";
+     max_active, window_s, grace_s, paused, hold_s, max_seats_per_buyer, refund_until_ms";
 
 fn clamp_u32(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
@@ -70,6 +73,7 @@ impl EventRow {
             starts_at_ms: self.starts_at_ms,
             currency: self.currency,
             tiers,
+            refund_until_ms: self.refund_until_ms,
         }
     }
 }
@@ -108,12 +112,23 @@ impl SqlStore {
         let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                         // Readers never block the writer; writers queue politely.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // A writer waits this long for another, then fails.
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    } else {
+                        // Every statement, lock wait and idle transaction is
+                        // bounded: a stalled node cannot hold a row forever.
+                        conn.execute(
+                            "SET statement_timeout = 15000; SET lock_timeout = 10000; \
+                             SET idle_in_transaction_session_timeout = 30000",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -219,7 +234,7 @@ impl SqlStore {
 
     async fn insert_event_in(tx: &mut AnyConnection, e: &Event, now_ms: i64) -> StoreResult<()> {
         let q = &e.queue;
-        let sql = format!("INSERT INTO events ({EVENT_COLUMNS}, created_ms) VALUES {}", placeholders(1, 15));
+        let sql = format!("INSERT INTO events ({EVENT_COLUMNS}, created_ms) VALUES {}", placeholders(1, 16));
         let insert = sqlx::query(&sql)
             .bind(&e.id)
             .bind(&e.seller_id)
@@ -228,7 +243,7 @@ impl SqlStore {
             .bind(e.starts_at_ms)
             .bind(q.on_sale_at_ms)
             .bind(&e.currency);
-        bind_settings(insert, q).bind(now_ms).execute(&mut *tx).await?;
+        bind_settings(insert, q).bind(e.refund_until_ms).bind(now_ms).execute(&mut *tx).await?;
         for t in &e.tiers {
             sqlx::query("INSERT INTO event_tiers (event_id, id, name, price) VALUES ($1, $2, $3, $4)")
                 .bind(&e.id)

@@ -1,4 +1,5 @@
--- End holds whose time is up. Atomic, so each seat's expiry is processed
+-- End holds whose time is up, checked out ("hc") or not ("h", "hx"); sold
+-- seats ("s") have no expiry. Atomic, so each seat's expiry is processed
 -- once however many nodes sweep.
 -- KEYS: 1 state, 2 holder, 3 expiry, 4 version, 5 log
 -- ARGV: 1 now_ms, 2 max seats, 3 log max length, 4 prefix of the per-buyer

@@ -2,7 +2,8 @@
 -- number of seats and appends the change to the log in the same step.
 -- Ids are never joined with anything: the state hash holds only a status
 -- code, the holder hash the whole user id, the log the seats as JSON.
--- KEYS: 1 state (hash seat → "h"), 2 holder (hash seat → user),
+-- KEYS: 1 state (hash seat → "h"; see checkout.lua and sell.lua for the
+--       other codes), 2 holder (hash seat → user),
 --       3 expiry (zset seat → ms), 4 the buyer's held seats (set),
 --       5 version (counter), 6 log (stream)
 -- ARGV: 1 user, 2 expires_ms, 3 max per buyer, 4 log max length, 5.. seats
