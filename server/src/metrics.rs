@@ -338,7 +338,7 @@ mod tests {
     use super::{Metrics, process_usage};
 
     /// Every sample `/metrics` had before prometheus-client, with its help.
-    const EXPORTED: [(&str, &str); 18] = [
+    const EXPORTED: [(&str, &str); 21] = [
         ("process_resident_memory_bytes", "Resident set size."),
         ("process_cpu_seconds_total", "User and system CPU time."),
         ("qt_sockets_open", "Open buyer WebSockets on this node."),
@@ -357,12 +357,16 @@ mod tests {
         ("qt_diffs_applied_total", "Seat diffs applied to this node's replicas."),
         ("qt_seatmap_resyncs_total", "Replicas reloaded from the store after a gap."),
         ("qt_coupon_claims_refused_by_db_total", "Claims the live store issued and the database refused."),
+        ("qt_gateway_confirm_seconds_sum", "Payment confirms, with every retry."),
+        ("qt_gateway_confirm_seconds_count", "Payment confirms, with every retry."),
+        ("qt_outbox_published_total", "Outbox rows published to the bus."),
     ];
 
-    /// Sample lines by name, read as loadtest reads them.
+    /// Sample lines by name, read as loadtest reads them (labelled samples,
+    /// such as histogram buckets, aside).
     fn samples(text: &str) -> BTreeMap<&str, f64> {
         text.lines()
-            .filter(|l| !l.starts_with('#'))
+            .filter(|l| !l.starts_with('#') && !l.contains('{'))
             .map(|l| {
                 let (name, value) = l.split_once(' ').expect("a sample is `name value`");
                 (name, value.parse().expect("a number"))
@@ -385,6 +389,7 @@ mod tests {
         assert_eq!(names, want, "{text}");
         for (name, help) in EXPORTED {
             let family = name.strip_suffix("_total").unwrap_or(name);
+            let family = family.strip_suffix("_sum").or_else(|| family.strip_suffix("_count")).unwrap_or(family);
             assert!(text.contains(&format!("# HELP {family} {help}\n")), "help of {name} in {text}");
             assert_eq!(metric(&text, name), Some(samples(&text)[name]), "{name} as the tests read it");
         }

@@ -47,7 +47,7 @@ const SETTLE_HOLD_MS: i64 = 120_000;
 const KEEP_MARGIN_MS: i64 = 35_000;
 /// `checkout` tries this many of the buyer's coupons when `best` picks one
 /// another of their pending orders keeps.
-const BEST_ATTEMPTS: usize = 4;
+const BEST_ATTEMPTS: usize = 8;
 /// Payments the reconciler looks up at the same time.
 const RECONCILE_AT_ONCE: usize = 8;
 /// Orders a sweep or a reconciliation step handles at once.
@@ -62,8 +62,9 @@ pub struct PaymentTimings {
     /// A payment still in flight this long after it started is the
     /// reconciler's (the live attempt's retries have run out by then).
     pub in_doubt_after_ms: i64,
-    /// A payment the gateway has never heard of this long after it started
-    /// is given up as failed (no money was taken).
+    /// A payment the gateway still has no record of this long after it
+    /// started is logged as an error for an operator; it is confirmed again
+    /// under its idempotency key until the gateway answers.
     pub give_up_after_ms: i64,
 }
 
@@ -183,7 +184,16 @@ impl OrderService {
             Err(_) => return Err(AppError::Conflict("your holds changed meanwhile; check out again".into())),
         };
         for attempt in 0..BEST_ATTEMPTS {
-            if attempt > 0 {
+            if attempt + 1 == BEST_ATTEMPTS && coupon == Some(BEST) {
+                // Every coupon tried is kept by another pending order of the
+                // buyer's: this order goes without one rather than not at all.
+                chosen = Chosen {
+                    coupon: None,
+                    reason: Some("Your coupons that apply are kept for your other pending orders.".into()),
+                    discount: 0,
+                    split: Split::default(),
+                };
+            } else if attempt > 0 {
                 chosen = match self.choose_coupon(user, &id, coupon, &priced, &skip, now).await {
                     Ok(c) => c,
                     Err(e) => {
