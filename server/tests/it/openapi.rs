@@ -12,7 +12,18 @@ use crate::common::{Backend, EVENT, TestServer, http};
 
 /// Routes that are served but are no REST operation: the buyer page and
 /// the files beside it.
-const NOT_IN_DOCUMENT: &[&str] = &["/", "/{*path}"];
+/// The page, and the payment sandbox: it speaks the Toss Payments API
+/// (docs/protocol.md), not ours, under `/pg-sandbox`.
+const NOT_IN_DOCUMENT: &[&str] = &[
+    "/",
+    "/{*path}",
+    "/pg-sandbox",
+    "/v1/charges",
+    "/v1/payments/confirm",
+    "/v1/payments/orders/{order_id}",
+    "/v1/payments/{payment_key}",
+    "/v1/payments/{payment_key}/cancel",
+];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
