@@ -323,7 +323,10 @@ impl Sandbox {
                     .filename(path)
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
+                    // WAL with NORMAL survives the process being killed
+                    // (what the crash tests do); only power loss can undo
+                    // the last commits, and this is a sandbox.
+                    .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5));
                 pool_options(4).connect_with(options).await?
             }
@@ -428,6 +431,9 @@ impl Sandbox {
 
     /// A final answer that charges nothing, stored under `key`.
     async fn refuse(&self, route: &str, key: Option<&str>, reply: Reply) -> Result<Reply, sqlx::Error> {
+        // Writers take turns: SQLite refuses a second writer at once (a
+        // deferred transaction cannot wait for the lock it upgrades to).
+        let _gate = self.gate.lock().await;
         let mut conn = self.db.acquire().await?;
         Self::store(&mut conn, route, key, &reply).await?;
         Ok(reply)
