@@ -216,15 +216,20 @@ impl Session {
             ClientMsg::Release { event, seats } => {
                 reply(ServerMsg::Released(self.ctx.seats.release(&user, &event, &seats).await?))
             }
+            // The order calls' futures are large and rare: boxed, they do not
+            // grow every idle socket's task by their size.
             ClientMsg::Checkout { event, coupon } => {
-                reply(ServerMsg::Order(self.ctx.orders.checkout(&user, &event, coupon.as_deref()).await?))
+                let order = Box::pin(self.ctx.orders.checkout(&user, &event, coupon.as_deref())).await?;
+                reply(ServerMsg::Order(order))
             }
             ClientMsg::Pay { order, payment_key } => {
-                reply(ServerMsg::Payment(self.ctx.orders.pay(&user, &order, &payment_key).await?))
+                reply(ServerMsg::Payment(Box::pin(self.ctx.orders.pay(&user, &order, &payment_key)).await?))
             }
-            ClientMsg::CancelOrder { order } => reply(ServerMsg::Order(self.ctx.orders.cancel(&user, &order).await?)),
+            ClientMsg::CancelOrder { order } => {
+                reply(ServerMsg::Order(Box::pin(self.ctx.orders.cancel(&user, &order)).await?))
+            }
             ClientMsg::Orders { event } => {
-                let page = self.ctx.orders.mine(&user, event.as_deref(), ORDERS_ON_SOCKET, None).await?;
+                let page = Box::pin(self.ctx.orders.mine(&user, event.as_deref(), ORDERS_ON_SOCKET, None)).await?;
                 reply(ServerMsg::Orders(Orders { event, orders: page.items }))
             }
             ClientMsg::ClaimCoupon { campaign } => {
