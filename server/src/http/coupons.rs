@@ -58,8 +58,9 @@ pub async fn offers(State(coupons): State<Arc<CouponService>>, Path(event): Path
     Ok(Json(Offers { items: coupons.offers(&event).await? }))
 }
 
-/// Whose campaigns the caller sees: a seller its own, an admin all.
-fn scope(who: &Identity) -> AppResult<Scope<'_>> {
+/// Whose objects a seller route shows the caller: a seller its own, an
+/// admin every seller's.
+pub(super) fn scope(who: &Identity) -> AppResult<Scope<'_>> {
     match who.role {
         Role::Admin => Ok(Scope::Admin),
         _ => Ok(Scope::Seller(who.require_seller()?)),

@@ -6,15 +6,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use qt_protocol::Role;
 use qt_protocol::error::ErrorResponse;
 use qt_protocol::orders::{OrderPage, OrderView, RefundRequest};
 
 use super::FieldJson;
-use crate::auth::Identity;
+use super::coupons::scope;
 use crate::edge::Caller;
 use crate::error::AppResult;
-use crate::services::coupons::{PAGE_DEFAULT, Scope};
+use crate::services::coupons::PAGE_DEFAULT;
 use crate::services::orders::OrderService;
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -52,14 +51,6 @@ pub async fn mine(
     let who = who.require_buyer()?;
     let limit = q.limit.unwrap_or(PAGE_DEFAULT);
     Ok(Json(orders.mine(&who.user, q.event.as_deref(), limit, q.after.as_deref()).await?))
-}
-
-/// Whose orders the caller sees: a seller its own, an admin all.
-fn scope(who: &Identity) -> AppResult<Scope<'_>> {
-    match who.role {
-        Role::Admin => Ok(Scope::Admin),
-        _ => Ok(Scope::Seller(who.require_seller()?)),
-    }
 }
 
 /// The caller's orders, newest first, optionally of one event.

@@ -93,7 +93,7 @@ pub fn order_view(o: &OrderRecord) -> OrderView {
     OrderView {
         order: o.id.clone(),
         event: o.event_id.clone(),
-        seats: o.lines.iter().map(|l| l.seat.clone()).collect(),
+        seats: o.seats(),
         lines: o
             .lines
             .iter()
@@ -347,7 +347,7 @@ impl OrderService {
                 // Someone (another tab) started first, or it just expired.
                 continue;
             }
-            let seats: Vec<String> = o.lines.iter().map(|l| l.seat.clone()).collect();
+            let seats = o.seats();
             if let Err(taken) = self.seats.retake(&o.event_id, user, &seats, keep_until).await? {
                 // Cannot happen while the order keeps them; if it did, the
                 // approval's own retake decides (a refund if they are gone).
@@ -357,31 +357,24 @@ impl OrderService {
             let this = self.clone();
             let key = payment_key.to_owned();
             let mut task = self.payments.spawn(async move { this.confirm(o, &key).await });
-            return match tokio::time::timeout(self.timings.answer_wait, &mut task).await {
-                Ok(Ok(Ok(view))) => Ok(view),
+            let pending = |reason: &str| PaymentView {
+                order: order.to_owned(),
+                status: PaymentStatus::Pending,
+                reason: Some(reason.into()),
+            };
+            return Ok(match tokio::time::timeout(self.timings.answer_wait, &mut task).await {
+                Ok(Ok(Ok(view))) => view,
                 Ok(Ok(Err(e))) => {
                     // The payment stays in flight; the reconciler finishes it.
                     warn!(order, error = %e, "payment step failed; the reconciler will finish it");
-                    Ok(PaymentView {
-                        order: order.to_owned(),
-                        status: PaymentStatus::Pending,
-                        reason: Some("the payment is being confirmed".into()),
-                    })
+                    pending("the payment is being confirmed")
                 }
                 Ok(Err(join)) => {
                     warn!(order, error = %join, "payment task ended abnormally; the reconciler will finish it");
-                    Ok(PaymentView {
-                        order: order.to_owned(),
-                        status: PaymentStatus::Pending,
-                        reason: Some("the payment is being confirmed".into()),
-                    })
+                    pending("the payment is being confirmed")
                 }
-                Err(_) => Ok(PaymentView {
-                    order: order.to_owned(),
-                    status: PaymentStatus::Pending,
-                    reason: Some("the gateway has not confirmed the payment yet".into()),
-                }),
-            };
+                Err(_) => pending("the gateway has not confirmed the payment yet"),
+            });
         }
         Err(AppError::Conflict("the order changed meanwhile; look at it again".into()))
     }
@@ -425,7 +418,7 @@ impl OrderService {
         if done.status == OrderStatus::Failed {
             self.metrics.orders.inc(OrderStatus::Failed);
             self.metrics.payments.inc(PaymentStatus::Failed);
-            let seats: Vec<String> = done.lines.iter().map(|l| l.seat.clone()).collect();
+            let seats = done.seats();
             // The buyer may try again with the seats they still hold.
             self.seats.uncheckout(&done.event_id, &done.user_id, &seats).await?;
         }
@@ -479,7 +472,7 @@ impl OrderService {
             return Ok(payment_view(&o));
         }
         let now = self.clock.now_ms();
-        let seats: Vec<String> = o.lines.iter().map(|l| l.seat.clone()).collect();
+        let seats = o.seats();
         // The seats are the buyer's again if still free (a late payment), and
         // stay held until the sale reaches the seat store.
         let until = now + SETTLE_HOLD_MS;
@@ -568,7 +561,7 @@ impl OrderService {
         if done.paid_ms.is_none() {
             // Its seats were never sold; whatever the buyer holds of them
             // stays an ordinary hold.
-            let seats: Vec<String> = done.lines.iter().map(|l| l.seat.clone()).collect();
+            let seats = done.seats();
             self.seats.uncheckout(&done.event_id, &done.user_id, &seats).await?;
         }
         Ok(payment_view(&done))
@@ -591,7 +584,7 @@ impl OrderService {
                     Ok(done) => {
                         self.wake_relay();
                         self.metrics.orders.inc(OrderStatus::Cancelled);
-                        let seats: Vec<String> = done.lines.iter().map(|l| l.seat.clone()).collect();
+                        let seats = done.seats();
                         self.seats.uncheckout(&done.event_id, user, &seats).await?;
                         Ok(order_view(&done))
                     }
@@ -667,12 +660,9 @@ impl OrderService {
         Ok(OrderPage { items: items.iter().map(order_view).collect(), next })
     }
 
-    /// An order of `user` as it is now (for pushes).
-    pub async fn view_of(&self, order: &str) -> StoreResult<Option<(OrderRecord, OrderView, PaymentView)>> {
-        Ok(self.sql.order(order).await?.map(|o| {
-            let (ov, pv) = (order_view(&o), payment_view(&o));
-            (o, ov, pv)
-        }))
+    /// An order and its payment as the buyer sees them now (for pushes).
+    pub async fn view_of(&self, order: &str) -> StoreResult<Option<(OrderView, PaymentView)>> {
+        Ok(self.sql.order(order).await?.map(|o| (order_view(&o), payment_view(&o))))
     }
 
     // ------------------------------------------------------------ background

@@ -14,7 +14,7 @@ pub fn outbox_row(kind: &str, order: &OrderRecord, was_paid: bool, now_ms: i64) 
         seller_id: order.seller_id.clone(),
         user_id: order.user_id.clone(),
         status: order.status,
-        seats: order.lines.iter().map(|l| l.seat.clone()).collect(),
+        seats: order.seats(),
         gross: order.subtotal,
         discount_seller: order.discount_seller,
         discount_platform: order.discount_platform,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::WorkerError;
-use crate::bus::orders::{OrderBus, OrderEvent, OrderSubscription};
+use crate::bus::orders::{OrderBus, OrderEvent};
 use crate::clock::Clock;
 use crate::domain::orders::{Announcement, kinds};
 use crate::metrics::Metrics;
@@ -139,7 +139,7 @@ impl OrderEffects {
                     }
                 }
             }
-            if let Err(e) = ack(&mut sub, &event).await {
+            if let Err(e) = sub.ack(&event).await {
                 warn!(outbox = %event.id, error = %e, "acknowledging an order event failed; it may come again");
             }
         }
@@ -180,10 +180,6 @@ impl OrderEffects {
         }
         Ok(())
     }
-}
-
-async fn ack(sub: &mut Box<dyn OrderSubscription>, event: &OrderEvent) -> Result<(), crate::bus::BusError> {
-    sub.ack(event).await
 }
 
 /// A ledger line for a sale (`sign` 1) or a refund (`sign` -1).

@@ -47,7 +47,7 @@ async fn tell(orders: &OrderService, hub: &super::hub::Hub, event: &OrderEvent) 
         return Ok(());
     }
     // The order as it is now: a later change may have overtaken this one.
-    let Some((_, order, payment)) = orders.view_of(&a.order_id).await? else { return Ok(()) };
+    let Some((order, payment)) = orders.view_of(&a.order_id).await? else { return Ok(()) };
     let outcome = match event.kind.as_str() {
         kinds::PAYMENT_COMPLETED | kinds::ORDER_FAILED => true,
         // A payment that came too late and went back.

@@ -87,6 +87,13 @@ pub struct OrderRecord {
     pub updated_ms: i64,
 }
 
+impl OrderRecord {
+    /// The order's seats, in its lines' order.
+    pub fn seats(&self) -> Vec<String> {
+        self.lines.iter().map(|l| l.seat.clone()).collect()
+    }
+}
+
 /// One recorded status change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
@@ -1475,7 +1482,7 @@ mod tests {
             seller_id: o.seller_id.clone(),
             user_id: o.user_id.clone(),
             status: o.status,
-            seats: o.lines.iter().map(|l| l.seat.clone()).collect(),
+            seats: o.seats(),
             gross: o.subtotal,
             discount_seller: o.discount_seller,
             discount_platform: o.discount_platform,
@@ -1586,7 +1593,7 @@ mod tests {
                 (id.as_str(), o.user_id.as_str(), OrderStatus::Pending, false, checkout),
                 "{id}"
             );
-            let seats: Vec<String> = o.lines.iter().map(|l| l.seat.clone()).collect();
+            let seats = o.seats();
             assert_eq!((a.seats, a.total), (seats, o.total), "{id}");
         }
         assert_eq!(rows_of(store, kinds::ORDER_CREATED, None).await.len(), ids.len(), "none for anything else");
