@@ -347,6 +347,15 @@ impl OrderService {
                 // Someone (another tab) started first, or it just expired.
                 continue;
             }
+            // What the update just stored, without reading it back.
+            let o = OrderRecord {
+                payment: PaymentState::InFlight,
+                payment_key: Some(payment_key.to_owned()),
+                payment_started_ms: Some(now),
+                updated_ms: now,
+                expires_ms: o.expires_ms.max(keep_until),
+                ..o
+            };
             let seats = o.seats();
             if let Err(taken) = self.seats.retake(&o.event_id, user, &seats, keep_until).await? {
                 // Cannot happen while the order keeps them; if it did, the
@@ -384,14 +393,12 @@ impl OrderService {
         let started = std::time::Instant::now();
         let outcome = self.gateway.confirm(payment_key, &o.id, o.total).await;
         self.metrics.gateway_seconds.observe(started.elapsed().as_secs_f64());
-        self.record_outcome(&o.id, outcome).await
+        self.record_outcome(o, outcome).await
     }
 
-    /// Records a confirm's outcome for the order.
-    async fn record_outcome(&self, order: &str, outcome: Outcome) -> StoreResult<PaymentView> {
-        let Some(o) = self.sql.order(order).await? else {
-            return Err(crate::store::StoreError::Corrupt(format!("order {order:?} vanished")));
-        };
+    /// Records a confirm's outcome for `o`, an order with its payment in
+    /// flight as last read (every step that writes locks and reads it again).
+    async fn record_outcome(&self, o: OrderRecord, outcome: Outcome) -> StoreResult<PaymentView> {
         match outcome {
             Outcome::Approved(a) => self.approved(o, a).await,
             Outcome::Declined(d) => {
@@ -399,7 +406,7 @@ impl OrderService {
                 self.declined(o, &reason).await
             }
             Outcome::Unknown(why) => {
-                info!(order, why, "payment outcome not known yet; the reconciler will look it up");
+                info!(order = %o.id, why, "payment outcome not known yet; the reconciler will look it up");
                 Ok(payment_view(&o))
             }
         }
@@ -785,7 +792,7 @@ impl OrderService {
                         }
                         if let Some(key) = o.payment_key.clone() {
                             let outcome = self.gateway.confirm(&key, &o.id, o.total).await;
-                            self.record_outcome(&o.id, outcome).await?;
+                            self.record_outcome(o, outcome).await?;
                         }
                     }
                     Lookup::Unknown(why) => info!(order = %o.id, why, "gateway lookup failed; retrying later"),

@@ -8,7 +8,9 @@
 //! (never an ever-growing log of operations). One writer task takes
 //! everything appended so far, writes it in one transaction (group commit)
 //! and wakes every caller whose rows it carried; a call answers only then,
-//! so a crash loses only changes whose callers got no answer.
+//! so a crash loses only changes whose callers got no answer. The writer is
+//! a thread of its own with a synchronous connection: a commit is one
+//! hand-off, not one per statement as through an async driver's worker.
 //!
 //! Order: a commit always covers everything appended before the last row it
 //! carries, so once a change is committed every change appended before it,
@@ -31,17 +33,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use sqlx::sqlite::{
-    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use tokio::sync::{Notify, watch};
+use parking_lot::{Condvar, Mutex};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, TransactionBehavior, params_from_iter};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::watch;
 use tracing::{error, warn};
 
 use super::{StoreError, StoreResult};
 
-/// How long one group commit may take before its calls are failed.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a commit waits for the database's write lock (held only by a
+/// checkpoint or a load) before its calls are failed.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause after a failed commit before its rows are written again.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// How often the WAL is copied into the database, beside the writer: a
@@ -135,6 +138,17 @@ impl From<String> for Value {
     }
 }
 
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Null => ValueRef::Null,
+        }))
+    }
+}
+
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
@@ -193,11 +207,12 @@ impl Drop for Handle {
 }
 
 struct Shared {
+    /// For loads at start, DDL and checkpoints; the writer has its own.
     pool: SqlitePool,
     /// Rows appended and not yet taken by the writer.
     queue: Mutex<Queue>,
     /// Rings when rows are appended or the journal is closed.
-    wake: Notify,
+    wake: Condvar,
     /// How far commits got, for the callers waiting on them.
     progress: watch::Sender<Progress>,
     /// Whatever must outlive the database (a test's temporary directory).
@@ -243,19 +258,25 @@ impl Journal {
             // crash of the process (power loss may lose the last commits).
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .pragma("wal_autocheckpoint", "0")
-            .statement_cache_capacity(256);
-        // The writer's connection and the checkpointer's (loads only at start).
-        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+            .busy_timeout(LOCK_TIMEOUT)
+            .pragma("wal_autocheckpoint", "0");
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let path = path.to_owned();
+        let writer = tokio::task::spawn_blocking(move || writer_connection(&path))
+            .await
+            .map_err(|_| StoreError::Busy("the state database did not open"))??;
         let shared = Arc::new(Shared {
             pool,
             queue: Mutex::default(),
-            wake: Notify::new(),
+            wake: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
             _keep: keep,
         });
-        tokio::spawn(write_behind(shared.clone()));
+        let behind = shared.clone();
+        std::thread::Builder::new()
+            .name("qt-journal".to_owned())
+            .spawn(move || write_behind(&behind, writer))
+            .map_err(|_| StoreError::Busy("the state journal could not start its writer"))?;
         tokio::spawn(checkpoints(shared.clone()));
         Ok(Self { handle: Arc::new(Handle { shared }) })
     }
@@ -318,49 +339,60 @@ impl Journal {
 /// Coalesced rows: by table and key, the last state appended.
 type Pending = HashMap<(&'static str, Vec<Value>), (&'static Table, Option<Vec<Value>>)>;
 
-/// The writer: commits what has been appended, in groups, until the
+/// The writer's own connection: the same settings as the pool's, and a
+/// statement cache large enough for every table's few statement sizes.
+fn writer_connection(path: &Path) -> StoreResult<Connection> {
+    let open = || -> rusqlite::Result<Connection> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(LOCK_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.set_prepared_statement_cache_capacity(256);
+        Ok(conn)
+    };
+    open().map_err(|e| {
+        error!(error = %e, path = %path.display(), "the state database's writer could not open it");
+        StoreError::Busy("the state database did not open")
+    })
+}
+
+/// The writer thread: commits what has been appended, in groups, until the
 /// journal is closed and everything appended is committed.
-async fn write_behind(shared: Arc<Shared>) {
+fn write_behind(shared: &Arc<Shared>, mut conn: Connection) {
     let _stopped = Stopped(shared.clone());
     let mut pending: Pending = HashMap::new();
     let mut statements = Statements::default();
     loop {
         let (rows, upto, closed) = {
             let mut queue = shared.queue.lock();
+            while queue.rows.is_empty() && pending.is_empty() && !queue.closed {
+                shared.wake.wait(&mut queue);
+            }
             (std::mem::take(&mut queue.rows), queue.last, queue.closed)
         };
         if rows.is_empty() && pending.is_empty() {
-            if closed {
-                break;
-            }
-            shared.wake.notified().await;
-            continue;
+            break;
         }
         for row in rows {
             pending.insert((row.table.name, row.key), (row.table, row.values));
         }
-        let outcome = match tokio::time::timeout(COMMIT_TIMEOUT, write(&shared.pool, &pending, &mut statements)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the commit timed out".to_owned()),
-        };
-        match outcome {
+        match write(&mut conn, &pending, &mut statements) {
             Ok(()) => {
                 pending.clear();
                 shared.progress.send_modify(|p| p.durable = upto);
             }
-            Err(why) => {
-                warn!(rows = pending.len(), error = %why, "a state commit failed; its calls fail and its rows are retried");
+            Err(e) => {
+                warn!(rows = pending.len(), error = %e, "a state commit failed; its calls fail and its rows are retried");
                 shared.progress.send_modify(|p| p.failed = upto);
                 if closed {
                     error!(rows = pending.len(), "the state journal closed with rows it could not commit");
                     break;
                 }
-                tokio::time::sleep(RETRY_AFTER).await;
+                std::thread::sleep(RETRY_AFTER);
             }
         }
     }
-    shared.pool.close().await;
 }
 
 /// Fails every call still waiting, or yet to wait, once the writer is gone
@@ -376,25 +408,25 @@ impl Drop for Stopped {
 
 /// Copies committed pages from the WAL into the database now and then,
 /// without blocking the writer (a passive checkpoint), until the writer
-/// has closed the database.
+/// has stopped; then closes the pool.
 async fn checkpoints(shared: Arc<Shared>) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut progress = shared.progress.subscribe();
     loop {
-        every.tick().await;
-        if shared.pool.is_closed() {
-            break;
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = progress.wait_for(|p| p.failed == u64::MAX) => break,
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&shared.pool).await
-            && !shared.pool.is_closed()
-        {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&shared.pool).await {
             warn!(error = %e, "a state checkpoint failed; the next one will catch up");
         }
     }
+    shared.pool.close().await;
 }
 
 /// Writes `pending` in one transaction.
-async fn write(pool: &SqlitePool, pending: &Pending, statements: &mut Statements) -> Result<(), sqlx::Error> {
+fn write(conn: &mut Connection, pending: &Pending, statements: &mut Statements) -> rusqlite::Result<()> {
     type Split<'a> = (&'static Table, Vec<(&'a [Value], &'a [Value])>, Vec<&'a [Value]>);
     let mut by_table: HashMap<&'static str, Split<'_>> = HashMap::new();
     for ((name, key), (table, values)) in pending {
@@ -404,49 +436,33 @@ async fn write(pool: &SqlitePool, pending: &Pending, statements: &mut Statements
             None => deletes.push(key),
         }
     }
-    let mut tx = pool.begin().await?;
+    // IMMEDIATE: the write lock is taken (or waited for) up front, never
+    // on a read's upgrade half-way through.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (table, upserts, deletes) in by_table.values() {
         let mut rest: &[&[Value]] = deletes;
         while !rest.is_empty() {
             let n = chunk_len(rest.len());
             let (chunk, more) = rest.split_at(n);
-            let mut query = sqlx::query(statements.delete(table, n));
-            for value in chunk.iter().flat_map(|key| key.iter()) {
-                query = bind(query, value);
-            }
-            query.execute(&mut *tx).await?;
+            tx.prepare_cached(statements.delete(table, n))?
+                .execute(params_from_iter(chunk.iter().flat_map(|key| key.iter())))?;
             rest = more;
         }
         let mut rest: &[(&[Value], &[Value])] = upserts;
         while !rest.is_empty() {
             let n = chunk_len(rest.len());
             let (chunk, more) = rest.split_at(n);
-            let mut query = sqlx::query(statements.upsert(table, n));
-            for value in chunk.iter().flat_map(|(key, values)| key.iter().chain(values.iter())) {
-                query = bind(query, value);
-            }
-            query.execute(&mut *tx).await?;
+            tx.prepare_cached(statements.upsert(table, n))?
+                .execute(params_from_iter(chunk.iter().flat_map(|(key, values)| key.iter().chain(values.iter()))))?;
             rest = more;
         }
     }
-    tx.commit().await
+    tx.commit()
 }
 
 /// How many of `left` rows the next statement writes.
 fn chunk_len(left: usize) -> usize {
     if left >= CHUNK { CHUNK } else { 1 << left.ilog2() }
-}
-
-fn bind<'q>(
-    query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
-    value: &'q Value,
-) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
-    match value {
-        Value::Int(i) => query.bind(*i),
-        Value::Real(f) => query.bind(*f),
-        Value::Text(s) => query.bind(s.as_str()),
-        Value::Null => query.bind(None::<i64>),
-    }
 }
 
 /// Statement texts by table, kind and row count, built once.

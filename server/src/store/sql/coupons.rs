@@ -141,7 +141,7 @@ impl SqlStore {
     /// stored once.
     pub async fn insert_campaign(&self, c: &Campaign) -> StoreResult<bool> {
         let stock = stock_param(c.stock)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO campaigns (id, seller_id, name, kind, value, max_discount, min_spend, stock, starts_at_ms, \
              ends_at_ms, paused, all_events, all_tiers, funded_seller_pct, funded_platform_pct, created_ms) \
@@ -327,7 +327,7 @@ impl SqlStore {
         .bind(i64::from(was.paused))
         .bind(was.ends_at_ms)
         .bind(old_stock.unwrap_or(-1))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Ok(()));
@@ -358,7 +358,7 @@ impl SqlStore {
         let mut order: Vec<usize> = (0..claims.len()).collect();
         order.sort_by(|&a, &b| claims[a].campaign_id.cmp(&claims[b].campaign_id));
         let mut out = vec![Recorded::UnknownCampaign; claims.len()];
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for group in order.chunk_by(|&a, &b| claims[a].campaign_id == claims[b].campaign_id) {
             Self::record_campaign_claims(&mut tx, claims, group, &mut out).await?;
         }
@@ -497,7 +497,7 @@ impl SqlStore {
     /// Spends `user`'s coupon at `now_ms`; whether it did (not when it is
     /// someone else's, unknown, or spent already).
     pub async fn mark_coupon_used(&self, coupon_id: &str, user: &str, now_ms: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query("UPDATE coupons SET used_ms = $1 WHERE id = $2 AND user_id = $3 AND used_ms IS NULL")
             .bind(now_ms)
             .bind(coupon_id)

@@ -22,9 +22,19 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// Rows per multi-row INSERT: well under SQLite's bind-parameter limit.
 const INSERT_CHUNK: usize = 400;
 
+/// Connections of an embedded (SQLite) store: one writes, these read.
+const SQLITE_READERS: u32 = 3;
+
 #[derive(Clone)]
 pub struct SqlStore {
+    /// Reads.
     pool: AnyPool,
+    /// Writes and every transaction. On SQLite a pool of one connection:
+    /// writers queue for it in the process instead of taking turns at the
+    /// database's lock by sleeping and polling (its busy handler), which
+    /// under load spent more time asleep than writing. On Postgres the
+    /// same pool as `pool`.
+    writer: AnyPool,
 }
 
 #[derive(FromRow)]
@@ -109,17 +119,29 @@ impl SqlStore {
     /// schema up to date.
     pub async fn connect(url: &str) -> StoreResult<Self> {
         install_default_drivers();
-        let sqlite = url.starts_with("sqlite:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 16 })
+        if !url.starts_with("sqlite:") {
+            let pool = Self::pool_options(16).connect(url).await?;
+            MIGRATOR.run(&pool).await?;
+            return Ok(Self { writer: pool.clone(), pool });
+        }
+        let writer = Self::pool_options(1).connect(url).await?;
+        MIGRATOR.run(&writer).await?;
+        let pool = Self::pool_options(SQLITE_READERS).connect(url).await?;
+        Ok(Self { pool, writer })
+    }
+
+    fn pool_options(connections: u32) -> AnyPoolOptions {
+        AnyPoolOptions::new()
+            .max_connections(connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-                        // Readers never block the writer; writers queue politely.
+                        // Readers never block the writer.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        // A writer waits this long for another, then fails.
+                        // Only outside writers (tools, tests) wait at the
+                        // lock: this long, then fail.
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                     } else {
                         // Every statement, lock wait and idle transaction is
@@ -133,14 +155,11 @@ impl SqlStore {
                     Ok(())
                 })
             })
-            .connect(url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     pub async fn insert_seller(&self, id: &str, name: &str, now_ms: i64) -> StoreResult<()> {
@@ -148,7 +167,7 @@ impl SqlStore {
             .bind(id)
             .bind(name)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -159,14 +178,14 @@ impl SqlStore {
         sqlx::query("INSERT INTO sellers (id, name, created_ms) VALUES ($1, $1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(id)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     /// Stores a venue with all its seats, all or nothing.
     pub async fn insert_venue(&self, venue: &Venue, seats: &[Seat], now_ms: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         Self::insert_venue_in(&mut tx, venue, seats, now_ms).await?;
         tx.commit().await?;
         Ok(())
@@ -226,7 +245,7 @@ impl SqlStore {
 
     /// Stores an event with its tiers, all or nothing.
     pub async fn insert_event(&self, e: &Event, now_ms: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         Self::insert_event_in(&mut tx, e, now_ms).await?;
         tx.commit().await?;
         Ok(())
@@ -304,7 +323,7 @@ impl SqlStore {
             "UPDATE events SET rate_per_min = $1, max_active = $2, window_s = $3, grace_s = $4, paused = $5, \
              hold_s = $6, max_seats_per_buyer = $7 WHERE id = $8 AND seller_id = $9",
         );
-        let done = bind_settings(update, q).bind(event).bind(seller).execute(&self.pool).await?;
+        let done = bind_settings(update, q).bind(event).bind(seller).execute(&self.writer).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -313,7 +332,7 @@ impl SqlStore {
     /// row decides who seeds, inside the same transaction.
     pub async fn seed_demo(&self, now_ms: i64) -> StoreResult<bool> {
         use crate::domain::demo;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let claimed =
             sqlx::query("INSERT INTO sellers (id, name, created_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
                 .bind(demo::SELLER_ID)

@@ -305,7 +305,7 @@ impl SqlStore {
         replaces: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<Inserted> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if let Some(old_id) = replaces {
             let Some(old) = Self::lock_order(&mut tx, old_id).await? else {
                 return Ok(Inserted::ReplacedGone);
@@ -708,7 +708,7 @@ impl SqlStore {
         .bind(OrderStatus::Pending.as_str())
         .bind(PaymentState::None.as_str())
         .bind(keep_until_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -724,7 +724,7 @@ impl SqlStore {
         outbox: &OutboxRow,
         now_ms: i64,
     ) -> StoreResult<Completed> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let before = Self::lock_order(&mut tx, order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
         if before.status == OrderStatus::Paid {
             return Ok(Completed::AlreadyPaid(before));
@@ -863,7 +863,7 @@ impl SqlStore {
         outbox: Option<&OutboxRow>,
         now_ms: i64,
     ) -> StoreResult<Option<OrderRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let Some(before) = Self::lock_order(&mut tx, order_id).await? else {
             return Ok(None);
         };
@@ -910,7 +910,7 @@ impl SqlStore {
         .collect::<Result<_, _>>()?;
         let mut expired = Vec::with_capacity(due.len());
         for id in due {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             // Compare-and-set: an order paid or cancelled since the query
             // above is left alone.
             let rows = sqlx::query_as::<_, OrderRow>(&format!(
@@ -946,7 +946,7 @@ impl SqlStore {
         outbox: &OutboxRow,
         now_ms: i64,
     ) -> StoreResult<Result<OrderRecord, Option<OrderRecord>>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let Some(before) = Self::lock_order(&mut tx, order_id).await?.filter(|o| o.user_id == user) else {
             return Ok(Err(None));
         };
@@ -975,7 +975,7 @@ impl SqlStore {
         reason: &str,
         now_ms: i64,
     ) -> StoreResult<Option<OrderRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let Some(before) = Self::lock_order(&mut tx, order_id).await? else {
             return Ok(None);
         };
@@ -1005,7 +1005,7 @@ impl SqlStore {
     /// when the order is unknown, or no money was taken for it (no
     /// approved, in-flight or due payment) or its status cannot be refunded.
     pub async fn complete_refund(&self, order_id: &str, now_ms: i64) -> StoreResult<Option<OrderRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let Some(before) = Self::lock_order(&mut tx, order_id).await? else {
             return Ok(None);
         };
@@ -1100,7 +1100,7 @@ impl SqlStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for chunk in ids.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "UPDATE outbox SET sent_ms = $1 WHERE sent_ms IS NULL AND id IN {}",
@@ -1131,7 +1131,7 @@ impl SqlStore {
     /// Records that `consumer` handled the outbox row; whether it is the
     /// first time (a redelivery answers `false`).
     pub async fn consume_once(&self, consumer: &str, outbox_id: &str, now_ms: i64) -> StoreResult<bool> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         Self::consume_in(&mut conn, consumer, outbox_id, now_ms).await
     }
 
@@ -1150,7 +1150,7 @@ impl SqlStore {
     /// `consumer`, in one transaction; whether the line is new. A replay
     /// changes nothing.
     pub async fn record_ledger(&self, entry: &LedgerEntry, consumer: &str, now_ms: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if !Self::consume_in(&mut tx, consumer, &entry.outbox_id, now_ms).await? {
             return Ok(false);
         }
