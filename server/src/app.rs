@@ -161,7 +161,11 @@ async fn gateway(cfg: &ServerConfig, addr: SocketAddr) -> Result<(Arc<dyn Gatewa
             (format!("http://{host}:{}/pg-sandbox", addr.port()), Some(Arc::new(sandbox)))
         }
     };
-    let client = TossGateway::new(&base, &secret, cfg.gateway_policy())
+    let roots = match &cfg.pg_ca_file {
+        Some(path) => std::fs::read(path).map_err(io_err(format!("cannot read {}", path.display())))?,
+        None => Vec::new(),
+    };
+    let client = TossGateway::trusting(&base, &secret, cfg.gateway_policy(), &roots)
         .map_err(|e| StartError::Config(format!("invalid payment gateway settings: {e}")))?;
     Ok((Arc::new(client), sandbox))
 }

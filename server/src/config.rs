@@ -253,9 +253,14 @@ pub struct ServerConfig {
 
     /// Base URL of the Toss Payments compatible gateway (without /v1). When
     /// not set, the server mounts the payment sandbox on its own listener at
-    /// /pg-sandbox and pays through it. Plain http only in this build.
+    /// /pg-sandbox and pays through it. http:// or https://.
     #[arg(long, env = "QT_PG_BASE_URL", global = true)]
     pub pg_base_url: Option<String>,
+
+    /// PEM file of more roots to trust for an https:// gateway besides the
+    /// system's (a private CA, a TLS egress proxy).
+    #[arg(long, env = "QT_PG_CA_FILE", global = true)]
+    pub pg_ca_file: Option<std::path::PathBuf>,
 
     /// Gateway secret key (HTTP Basic user, empty password). The default is
     /// the sandbox's.

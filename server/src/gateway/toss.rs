@@ -157,10 +157,8 @@ impl Default for RetryPolicy {
 pub enum TossConfigError {
     #[error("the payment gateway base URL {url:?} is not valid: {reason}")]
     BaseUrl { url: String, reason: String },
-    #[error(
-        "the payment gateway base URL {0:?} needs TLS, which this build does not include (enable reqwest's `rustls` feature)"
-    )]
-    NoTls(String),
+    #[error("the payment gateway's extra trusted roots are not valid PEM certificates: {0}")]
+    Roots(String),
     #[error("the payment gateway secret key is empty")]
     EmptySecret,
     #[error("the retry policy is not valid: {0}")]
@@ -204,12 +202,22 @@ struct Transient(String);
 impl TossGateway {
     /// A client for the Toss API at `base_url` (no trailing `/v1`).
     pub fn new(base_url: &str, secret_key: &str, policy: RetryPolicy) -> Result<Self, TossConfigError> {
+        Self::trusting(base_url, secret_key, policy, &[])
+    }
+
+    /// Like [`new`](Self::new), and an `https` gateway may also present a
+    /// certificate issued by one of `extra_roots_pem` (PEM certificates: a
+    /// private CA, a TLS egress proxy's), besides the system's roots.
+    pub fn trusting(
+        base_url: &str,
+        secret_key: &str,
+        policy: RetryPolicy,
+        extra_roots_pem: &[u8],
+    ) -> Result<Self, TossConfigError> {
         let bad = |reason: &str| TossConfigError::BaseUrl { url: base_url.to_owned(), reason: reason.to_owned() };
         let base = Url::parse(base_url).map_err(|e| bad(&e.to_string()))?;
-        match base.scheme() {
-            "http" => {}
-            "https" => return Err(TossConfigError::NoTls(base_url.to_owned())),
-            _ => return Err(bad("the scheme must be http or https")),
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https"));
         }
         if base.cannot_be_a_base() || base.query().is_some() || base.fragment().is_some() {
             return Err(bad("it must be a plain base URL without query or fragment"));
@@ -230,7 +238,17 @@ impl TossGateway {
         let mut authorization =
             HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| TossConfigError::EmptySecret)?;
         authorization.set_sensitive(true);
+        let roots = if extra_roots_pem.is_empty() {
+            Vec::new()
+        } else {
+            match reqwest::Certificate::from_pem_bundle(extra_roots_pem) {
+                Ok(roots) if !roots.is_empty() => roots,
+                Ok(_) => return Err(TossConfigError::Roots("no certificate found".into())),
+                Err(e) => return Err(TossConfigError::Roots(e.to_string())),
+            }
+        };
         let http = reqwest::Client::builder()
+            .tls_certs_merge(roots)
             .connect_timeout(policy.request_timeout)
             .timeout(policy.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -797,6 +815,56 @@ mod tests {
         assert!((2..100).contains(&hits), "{hits}");
     }
 
+    /// The sandbox behind TLS with a certificate of a throwaway CA; the
+    /// PEM of that CA.
+    async fn tls_sandbox() -> (String, String) {
+        use tokio_rustls::rustls::{self, pki_types::PrivatePkcs8KeyDer};
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+        let key = PrivatePkcs8KeyDer::from(ca.key_pair.serialize_der());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![ca.cert.der().clone()], key.into())
+            .expect("server certificate");
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let sb = Arc::new(Sandbox::open(None, SECRET, SandboxSettings::default()).await.expect("sandbox"));
+        let app = Router::new().nest("/pg-sandbox", router(sb));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the CA hangs up here.
+                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(move |req| {
+                        tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        (format!("https://localhost:{port}/pg-sandbox"), ca.cert.pem())
+    }
+
+    #[tokio::test]
+    async fn an_https_gateway_is_paid_through_when_its_certificate_is_trusted() {
+        let (base, ca) = tls_sandbox().await;
+        let gw = TossGateway::trusting(&base, SECRET, fast(), ca.as_bytes()).expect("client");
+        let outcome = gw.confirm("ok-tls", "order-tls", 12_000).await;
+        let Outcome::Approved(a) = outcome else { panic!("expected approval over TLS, got {outcome:?}") };
+        assert_eq!((a.order_id.as_str(), a.amount), ("order-tls", 12_000));
+        assert!(matches!(gw.lookup("order-tls").await, Lookup::Found(found) if found.payment_key == "ok-tls"));
+        // Without the CA the same gateway is not trusted: nothing is known.
+        let untrusting = TossGateway::new(&base, SECRET, RetryPolicy { max_attempts: 2, ..fast() }).expect("client");
+        let outcome = untrusting.confirm("ok-tls-2", "order-tls-2", 12_000).await;
+        assert!(matches!(outcome, Outcome::Unknown(_)), "an untrusted certificate must not be talked to: {outcome:?}");
+    }
+
     #[tokio::test]
     async fn an_unreachable_gateway_gives_unknown_in_time() {
         // Bind and drop: nothing listens on the port any more.
@@ -825,9 +893,10 @@ mod tests {
 
     #[test]
     fn config_errors_never_show_the_secret() {
+        assert!(TossGateway::new("https://api.tosspayments.com", "test_sk_x", RetryPolicy::default()).is_ok());
         assert!(matches!(
-            TossGateway::new("https://api.tosspayments.com", "test_sk_x", RetryPolicy::default()),
-            Err(TossConfigError::NoTls(_))
+            TossGateway::trusting("https://pg.test", "test_sk_x", RetryPolicy::default(), b"not pem"),
+            Err(TossConfigError::Roots(_))
         ));
         assert!(TossGateway::new("not a url", "test_sk_x", RetryPolicy::default()).is_err());
         assert!(matches!(
