@@ -11,6 +11,7 @@ pub mod error;
 pub mod frames;
 pub mod orders;
 pub mod rest;
+pub mod statements;
 pub mod token;
 
 pub use client::{ClientMsg, Format, ParseError, Req};

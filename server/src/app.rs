@@ -36,6 +36,7 @@ use crate::services::orders::{OrderService, PaymentTimings};
 use crate::services::queue::QueueService;
 use crate::services::seats::SeatService;
 use crate::services::settings::SettingsService;
+use crate::services::settlement::SettlementService;
 use crate::store::StoreError;
 use crate::store::coupons::CouponClaims;
 use crate::store::coupons::claim_log::{ClaimLog, ClaimWriter};
@@ -315,7 +316,23 @@ async fn build(cfg: ServerConfig, addr: SocketAddr, shutdown: CancellationToken)
         shutdown: shutdown.clone(),
     });
     let relay = Arc::new(Relay { seats: store, bus: bus.clone(), leases, metrics: metrics.clone(), shutdown });
-    let state = AppState { cfg, auth, limits, metrics, catalog, queue, seats, coupons, orders, settings, sockets, hub };
+    let settlement =
+        Arc::new(SettlementService { sql: sql.clone(), catalog: catalog.clone(), clock, default_plan: cfg.fee_plan() });
+    let state = AppState {
+        cfg,
+        auth,
+        limits,
+        metrics,
+        catalog,
+        queue,
+        seats,
+        coupons,
+        orders,
+        settlement,
+        settings,
+        sockets,
+        hub,
+    };
     Ok(Built { state, claim_worker, bus, admitter, relay, outbox, effects, order_bus, sandbox, sql })
 }
 

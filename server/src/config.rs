@@ -257,6 +257,20 @@ pub struct ServerConfig {
     #[arg(long, env = "QT_PG_BASE_URL", global = true)]
     pub pg_base_url: Option<String>,
 
+    /// Platform fee of a seller without a plan of its own: basis points of
+    /// each sale's `gross - discounts_seller` (300 = 3 %).
+    #[arg(long, env = "QT_FEE_PERCENT_BP", default_value_t = 300, global = true)]
+    pub fee_percent_bp: u32,
+
+    /// Platform fee per ticket sold, minor units, on top of the percentage.
+    #[arg(long, env = "QT_FEE_FIXED_PER_TICKET", default_value_t = 0, global = true)]
+    pub fee_fixed_per_ticket: i64,
+
+    /// Smallest platform fee of one order, minor units (never more than the
+    /// order's own base).
+    #[arg(long, env = "QT_FEE_MIN_PER_ORDER", default_value_t = 0, global = true)]
+    pub fee_min_per_order: i64,
+
     /// PEM file of more roots to trust for an https:// gateway besides the
     /// system's (a private CA, a TLS egress proxy).
     #[arg(long, env = "QT_PG_CA_FILE", global = true)]
@@ -335,6 +349,15 @@ impl ServerConfig {
     }
 
     /// The retry policy of the payment gateway client.
+    /// The default platform fee plan (`--fee-*`).
+    pub fn fee_plan(&self) -> crate::domain::settlement::FeePlan {
+        crate::domain::settlement::FeePlan {
+            percent_bp: self.fee_percent_bp,
+            fixed_per_ticket: self.fee_fixed_per_ticket,
+            min_per_order: self.fee_min_per_order,
+        }
+    }
+
     pub fn gateway_policy(&self) -> RetryPolicy {
         RetryPolicy {
             request_timeout: Duration::from_millis(self.pg_timeout_ms),
@@ -360,6 +383,7 @@ impl ServerConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        self.fee_plan().check().map_err(|e| format!("invalid --fee-* settings: {e}"))?;
         if self.ws_msgs_per_s == 0 || self.ws_upgrades_per_min == 0 || self.guest_per_min == 0 {
             return Err("rate limits must be positive".into());
         }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod orders;
 pub mod queue;
 pub mod seats;
+pub mod settlement;
 
 use std::sync::Arc;
 

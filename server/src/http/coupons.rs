@@ -108,9 +108,9 @@ pub async fn create(
 pub struct PageQuery {
     /// Items per page: 50 unless given, at most 500.
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// The `next` of the previous page.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 /// The caller's campaigns, by id, a page at a time.

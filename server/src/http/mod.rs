@@ -10,6 +10,7 @@ mod orders;
 mod seller;
 pub mod serve;
 pub mod state;
+mod statements;
 mod web;
 
 use std::time::Duration;
@@ -97,6 +98,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::mine))
         .routes(routes!(orders::of_seller))
         .routes(routes!(orders::refund))
+        .routes(routes!(statements::create, statements::list))
+        .routes(routes!(statements::get))
+        .routes(routes!(statements::close))
 }
 
 /// The OpenAPI document of the REST routes, as `/api/v1/openapi.json`

@@ -28,6 +28,7 @@ pub struct AppState {
     pub seats: Arc<SeatService>,
     pub coupons: Arc<CouponService>,
     pub orders: Arc<crate::services::orders::OrderService>,
+    pub settlement: Arc<crate::services::settlement::SettlementService>,
     pub settings: Arc<SettingsService>,
     pub sockets: Arc<Sockets>,
     pub hub: Arc<Hub>,

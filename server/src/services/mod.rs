@@ -12,5 +12,6 @@ pub mod queue;
 pub mod seatmap;
 pub mod seats;
 pub mod settings;
+pub mod settlement;
 #[cfg(test)]
 pub(crate) mod testkit;

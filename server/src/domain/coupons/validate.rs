@@ -14,7 +14,7 @@ use crate::domain::event::Event;
 
 /// Field name → what is wrong, for a 400 that names each field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid campaign: {}", list(.0))]
+#[error("invalid fields: {}", list(.0))]
 pub struct FieldErrors(pub Fields);
 
 fn list(fields: &Fields) -> String {

@@ -5,9 +5,11 @@
 
 mod coupons;
 mod orders;
+mod statements;
 
 pub use coupons::{CampaignRecord, NotUpdated, Recorded};
 pub use orders::{BadCursor, Completed, Inserted, LedgerEntry, OrderRecord, OutboxRow, PaymentState, Transition};
+pub use statements::{HistoryEntry, StatementRecord};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;

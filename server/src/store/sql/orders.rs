@@ -259,7 +259,7 @@ impl OrderRow {
 }
 
 /// `($from, …, $(from + n - 1))`: a parenthesised list of `n` parameters.
-fn parameter_list(from: usize, n: usize) -> String {
+pub(super) fn parameter_list(from: usize, n: usize) -> String {
     let cells: Vec<String> = (from..from + n).map(|i| format!("${i}")).collect();
     format!("({})", cells.join(", "))
 }
