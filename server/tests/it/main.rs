@@ -39,4 +39,5 @@ mod orders;
 mod orders_cluster;
 mod protocol;
 mod seats;
+mod statements;
 mod waiting_room;
