@@ -600,7 +600,7 @@ mod tests {
             ]
         );
         let shown = errs.to_string();
-        assert!(shown.starts_with("invalid campaign: ends_at: must be an RFC 3339 time"), "{shown}");
+        assert!(shown.starts_with("invalid fields: ends_at: must be an RFC 3339 time"), "{shown}");
         assert!(shown.contains("; name: must not be blank; starts_at: "), "{shown}");
     }
 
@@ -608,7 +608,7 @@ mod tests {
     fn field_errors_display_every_field() {
         let errs =
             FieldErrors(Fields::from([("name".into(), "must not be blank".into()), ("id".into(), "bad".into())]));
-        assert_eq!(errs.to_string(), "invalid campaign: id: bad; name: must not be blank");
+        assert_eq!(errs.to_string(), "invalid fields: id: bad; name: must not be blank");
     }
 
     // ------------------------------------------------------------ patch
