@@ -13,6 +13,7 @@ pub mod orders;
 pub mod rest;
 pub mod statements;
 pub mod token;
+pub mod venues;
 
 pub use client::{ClientMsg, Format, ParseError, Req};
 pub use error::ErrorCode;

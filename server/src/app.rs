@@ -37,6 +37,7 @@ use crate::services::queue::QueueService;
 use crate::services::seats::SeatService;
 use crate::services::settings::SettingsService;
 use crate::services::settlement::SettlementService;
+use crate::services::venues::VenueService;
 use crate::store::StoreError;
 use crate::store::coupons::CouponClaims;
 use crate::store::coupons::claim_log::{ClaimLog, ClaimWriter};
@@ -318,6 +319,7 @@ async fn build(cfg: ServerConfig, addr: SocketAddr, shutdown: CancellationToken)
     let relay = Arc::new(Relay { seats: store, bus: bus.clone(), leases, metrics: metrics.clone(), shutdown });
     let settlement =
         Arc::new(SettlementService { sql: sql.clone(), catalog: catalog.clone(), clock, default_plan: cfg.fee_plan() });
+    let venues = Arc::new(VenueService { sql: sql.clone(), clock });
     let state = AppState {
         cfg,
         auth,
@@ -329,6 +331,7 @@ async fn build(cfg: ServerConfig, addr: SocketAddr, shutdown: CancellationToken)
         coupons,
         orders,
         settlement,
+        venues,
         settings,
         sockets,
         hub,

@@ -10,6 +10,7 @@ pub mod orders;
 pub mod queue;
 pub mod seats;
 pub mod settlement;
+pub mod venues;
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ mod seller;
 pub mod serve;
 pub mod state;
 mod statements;
+mod venues;
 mod web;
 
 use std::time::Duration;
@@ -98,6 +99,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::mine))
         .routes(routes!(orders::of_seller))
         .routes(routes!(orders::refund))
+        .routes(routes!(venues::create, venues::list))
+        .routes(routes!(venues::get, venues::replace, venues::delete))
         .routes(routes!(statements::create, statements::list))
         .routes(routes!(statements::get))
         .routes(routes!(statements::close))
@@ -156,32 +159,37 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FieldJson<T> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| AppError::BadRequest(format!("cannot read the body: {e}")))?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-            Ok(v) => v,
-            Err(e) => {
-                let why = e.inner().to_string();
-                // serde names a missing field in its message, at the path
-                // of the object that lacks it; an unknown field's path
-                // already ends with its name.
-                let missing = why.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
-                let path = match (e.path().to_string(), missing) {
-                    (p, Some(name)) if p.is_empty() || p == "." => name.to_owned(),
-                    (p, Some(name)) => format!("{p}.{name}"),
-                    (p, None) => p,
-                };
-                // Syntax errors and a wrong top level have no field to name.
-                if path.is_empty() || path == "." || e.inner().is_syntax() || e.inner().is_eof() {
-                    return Err(AppError::BadRequest(format!("invalid JSON body: {why}")));
-                }
-                let why = why.split(" at line ").next().unwrap_or(&why).to_owned();
-                let fields = std::collections::BTreeMap::from([(path, why)]);
-                return Err(AppError::Invalid(crate::domain::coupons::FieldErrors(fields)));
-            }
-        };
-        de.end().map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?;
-        Ok(FieldJson(value))
+        parse_field_json(&bytes).map(FieldJson)
     }
+}
+
+/// A JSON body whose type errors name the field (see [`FieldJson`]).
+pub(super) fn parse_field_json<T: DeserializeOwned>(bytes: &[u8]) -> crate::error::AppResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => v,
+        Err(e) => {
+            let why = e.inner().to_string();
+            // serde names a missing field in its message, at the path
+            // of the object that lacks it; an unknown field's path
+            // already ends with its name.
+            let missing = why.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+            let path = match (e.path().to_string(), missing) {
+                (p, Some(name)) if p.is_empty() || p == "." => name.to_owned(),
+                (p, Some(name)) => format!("{p}.{name}"),
+                (p, None) => p,
+            };
+            // Syntax errors and a wrong top level have no field to name.
+            if path.is_empty() || path == "." || e.inner().is_syntax() || e.inner().is_eof() {
+                return Err(AppError::BadRequest(format!("invalid JSON body: {why}")));
+            }
+            let why = why.split(" at line ").next().unwrap_or(&why).to_owned();
+            let fields = std::collections::BTreeMap::from([(path, why)]);
+            return Err(AppError::Invalid(crate::domain::coupons::FieldErrors(fields)));
+        }
+    };
+    de.end().map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 /// JSON bodies whose every rejection is our `bad_request`.

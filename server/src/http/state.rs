@@ -29,6 +29,7 @@ pub struct AppState {
     pub coupons: Arc<CouponService>,
     pub orders: Arc<crate::services::orders::OrderService>,
     pub settlement: Arc<crate::services::settlement::SettlementService>,
+    pub venues: Arc<crate::services::venues::VenueService>,
     pub settings: Arc<SettingsService>,
     pub sockets: Arc<Sockets>,
     pub hub: Arc<Hub>,

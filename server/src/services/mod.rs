@@ -15,3 +15,4 @@ pub mod settings;
 pub mod settlement;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod venues;

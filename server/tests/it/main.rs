@@ -40,4 +40,5 @@ mod orders_cluster;
 mod protocol;
 mod seats;
 mod statements;
+mod venues;
 mod waiting_room;

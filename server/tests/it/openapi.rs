@@ -97,7 +97,8 @@ async fn the_document_and_the_routes_name_the_same_operations() {
             .replace("{event}", EVENT)
             .replace("{campaign}", "demo-10-percent")
             .replace("{order}", "ord-none")
-            .replace("{statement}", "st-none");
+            .replace("{statement}", "st-none")
+            .replace("{venue}", "v-none");
         assert!(!target.contains('{'), "{path}: give its parameter a value here");
         let r = http(server.addr, method, &target, None, None).await.expect("request");
         assert!(routed(r.status, &r.body), "{method} {path} is documented but not served: {} {}", r.status, r.body);

@@ -6,10 +6,12 @@
 mod coupons;
 mod orders;
 mod statements;
+mod venues;
 
 pub use coupons::{CampaignRecord, NotUpdated, Recorded};
 pub use orders::{BadCursor, Completed, Inserted, LedgerEntry, OrderRecord, OutboxRow, PaymentState, Transition};
 pub use statements::{HistoryEntry, StatementRecord};
+pub use venues::{VenueChange, VenueRecord};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
