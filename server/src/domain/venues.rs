@@ -61,7 +61,8 @@ impl Errors {
 
     fn finish<T>(mut self, value: T) -> Result<T, FieldErrors> {
         if self.more > 0 {
-            self.fields.insert("seats".into(), format!("and {} more problems", self.more));
+            let more = format!("and {} more problems", self.more);
+            self.fields.entry("seats".into()).and_modify(|m| *m = format!("{m}; {more}")).or_insert(more);
         }
         if self.fields.is_empty() { Ok(value) } else { Err(FieldErrors(self.fields)) }
     }
@@ -154,15 +155,44 @@ pub fn sections(seats: &[Seat]) -> Vec<String> {
     seats.iter().map(|s| s.section.clone()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-/// The seats of a CSV upload: a header naming `section,row,number,x,y` in
-/// any order (and `id`, optionally), then one seat per line. Quoted cells
-/// may hold commas. Errors name the line (`csv line N`).
-pub fn parse_seats_csv(text: &str) -> Result<Vec<NewSeat>, FieldErrors> {
+/// Checks a CSV upload (see [`read_csv`]) of a venue named `name` into a
+/// venue, as [`check_venue`] does a JSON one; a seat's problems are named
+/// by its line (`csv line 7`), every problem at once.
+pub fn check_csv_venue(
+    text: &str,
+    id: Option<String>,
+    name: String,
+    generated_id: String,
+) -> Result<CheckedVenue, FieldErrors> {
     let mut errs = Errors::default();
+    let rows = read_csv(text, &mut errs);
+    let body = NewVenue { id, name, seats: rows.iter().map(|(_, s)| s.clone()).collect() };
+    let checked = check_venue(&body, generated_id);
+    let Err(FieldErrors(fields)) = &checked else { return errs.finish(()).and(checked) };
+    for (field, msg) in fields {
+        // `seats[i].what` → the line seat i came from.
+        let seat = field.strip_prefix("seats[").and_then(|rest| rest.split_once("].")).and_then(|(i, what)| {
+            let line = rows.get(i.parse::<usize>().ok()?)?.0;
+            Some((format!("csv line {line}"), format!("{what} {msg}")))
+        });
+        match seat {
+            Some((line, msg)) => errs.add(line, msg),
+            None => errs.add(field.clone(), msg.clone()),
+        }
+    }
+    errs.finish(()).and(checked)
+}
+
+/// The seats of a CSV upload with their line numbers: a header naming
+/// `section,row,number,x,y` in any order (and `id`, optionally), then one
+/// seat per line. Quoted cells may hold commas; a byte-order mark is
+/// skipped. Errors name the line (`csv line N`).
+fn read_csv(text: &str, errs: &mut Errors) -> Vec<(usize, NewSeat)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let Some((_, header)) = lines.next() else {
         errs.add("csv".into(), "is empty: give a header line section,row,number,x,y and one line per seat");
-        return errs.finish(Vec::new());
+        return Vec::new();
     };
     let names: Vec<String> = split_csv(header).unwrap_or_default().iter().map(|h| h.trim().to_lowercase()).collect();
     let col = |name: &str| names.iter().position(|n| n == name);
@@ -170,7 +200,7 @@ pub fn parse_seats_csv(text: &str) -> Result<Vec<NewSeat>, FieldErrors> {
         (col("section"), col("row"), col("number"), col("x"), col("y"))
     else {
         errs.add("csv".into(), "the header line must name section, row, number, x and y");
-        return errs.finish(Vec::new());
+        return Vec::new();
     };
     let id = col("id");
     let mut seats = Vec::new();
@@ -191,25 +221,27 @@ pub fn parse_seats_csv(text: &str) -> Result<Vec<NewSeat>, FieldErrors> {
                 None
             }
         };
-        let (Some(number), Some(x), Some(y)) =
-            (int(number, "number", &mut errs), int(x, "x", &mut errs), int(y, "y", &mut errs))
+        let (Some(number), Some(x), Some(y)) = (int(number, "number", errs), int(x, "x", errs), int(y, "y", errs))
         else {
             continue;
         };
-        seats.push(NewSeat {
-            id: id.map(|i| cells[i].trim().to_owned()).filter(|s| !s.is_empty()),
-            section: cells[section].clone(),
-            row: cells[row].clone(),
-            number,
-            x,
-            y,
-        });
+        seats.push((
+            n + 1,
+            NewSeat {
+                id: id.map(|i| cells[i].trim().to_owned()).filter(|s| !s.is_empty()),
+                section: cells[section].clone(),
+                row: cells[row].clone(),
+                number,
+                x,
+                y,
+            },
+        ));
         if seats.len() > MAX_SEATS {
             errs.add("csv".into(), format!("must list at most {MAX_SEATS} seats"));
             break;
         }
     }
-    errs.finish(seats)
+    seats
 }
 
 /// One CSV line's cells (RFC 4180 quoting); `None` for an unclosed quote.
@@ -290,25 +322,32 @@ mod tests {
         assert_eq!(fields["seats"], "and 80 more problems");
     }
 
-    #[test]
-    fn csv_reads_any_column_order_and_quotes() {
-        let text = "x,y,section,row,number,id\r\n10,20,A,1,1,\n\n30,40,\"Box, left\",2,5,box-5\n";
-        let seats = parse_seats_csv(text).unwrap();
-        assert_eq!(seats.len(), 2);
-        assert_eq!((seats[0].id.as_deref(), seats[0].section.as_str(), seats[0].x), (None, "A", 10));
-        assert_eq!((seats[1].id.as_deref(), seats[1].section.as_str(), seats[1].y), (Some("box-5"), "Box, left", 40));
-        let without_id = parse_seats_csv("section,row,number,x,y\nA,1,1,0,0").unwrap();
-        assert_eq!(without_id[0].id, None);
+    fn csv(text: &str) -> Result<Vec<Seat>, FieldErrors> {
+        check_csv_venue(text, Some("hall".into()), "Hall".into(), "gen".into()).map(|v| v.seats)
     }
 
     #[test]
-    fn csv_errors_name_the_line() {
-        let FieldErrors(fields) =
-            parse_seats_csv("section,row,number,x,y\nA,1,one,0,0\nA,1,2,0\n\"A,1,3,0,0").unwrap_err();
-        assert_eq!(fields.keys().collect::<Vec<_>>(), ["csv line 2", "csv line 3", "csv line 4"]);
+    fn csv_reads_any_column_order_and_quotes() {
+        let text = "\u{feff}x,y,section,row,number,id\r\n10,20,A,1,1,\n\n30,40,\"Box, left\",2,5,box-5\n";
+        let seats = csv(text).unwrap();
+        assert_eq!(seats.len(), 2);
+        assert_eq!((seats[0].id.as_str(), seats[0].section.as_str(), seats[0].x), ("A-1-1", "A", 10));
+        assert_eq!((seats[1].id.as_str(), seats[1].section.as_str(), seats[1].y), ("box-5", "Box, left", 40));
+    }
+
+    #[test]
+    fn csv_errors_name_the_line_all_at_once() {
+        let text = "section,row,number,x,y\nA,1,one,0,0\nA,1,2,0\n\"A,1,3,0,0\n\nA,1,4,0,0\nA,1,4,0,0\n, ,5,0,0";
+        let FieldErrors(fields) = check_csv_venue(text, Some("Bad!".into()), " ".into(), "gen".into()).unwrap_err();
+        assert_eq!(
+            fields.keys().collect::<Vec<_>>(),
+            ["csv line 2", "csv line 3", "csv line 4", "csv line 7", "csv line 8", "id", "name"]
+        );
         assert!(fields["csv line 2"].contains("number"));
-        let FieldErrors(fields) = parse_seats_csv("seat,row\nA,1").unwrap_err();
+        assert!(fields["csv line 7"].contains("seats[0]"), "{fields:?}");
+        assert!(fields["csv line 8"].contains("section"), "{fields:?}");
+        let FieldErrors(fields) = csv("seat,row\nA,1").unwrap_err();
         assert!(fields["csv"].contains("header"));
-        assert!(parse_seats_csv("").is_err());
+        assert!(csv("").is_err());
     }
 }

@@ -12,11 +12,10 @@ use qt_protocol::venues::{NewVenue, VenueDetail, VenuePage, VenueSummary};
 use super::coupons::{PageQuery, scope};
 use super::parse_field_json;
 use crate::auth::{AuthError, Role};
-use crate::domain::venues::parse_seats_csv;
 use crate::edge::Caller;
 use crate::error::{AppError, AppResult};
 use crate::services::coupons::PAGE_DEFAULT;
-use crate::services::venues::VenueService;
+use crate::services::venues::{VenueBody, VenueService};
 
 /// Largest venue body: 100,000 seats of JSON fit.
 const MAX_BODY: usize = 16 << 20;
@@ -30,7 +29,7 @@ pub struct CsvVenueQuery {
 }
 
 /// The venue a request body describes: JSON, or CSV with `?id=&name=`.
-async fn venue_body(query: CsvVenueQuery, req: Request) -> AppResult<NewVenue> {
+async fn venue_body(query: CsvVenueQuery, req: Request) -> AppResult<VenueBody> {
     let essence = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -45,11 +44,10 @@ async fn venue_body(query: CsvVenueQuery, req: Request) -> AppResult<NewVenue> {
         .await
         .map_err(|_| AppError::BadRequest(format!("the body must be at most {} MiB", MAX_BODY >> 20)))?;
     if !csv {
-        return parse_field_json(&bytes);
+        return parse_field_json(&bytes).map(VenueBody::Json);
     }
     let text = std::str::from_utf8(&bytes).map_err(|_| AppError::BadRequest("the CSV must be UTF-8".into()))?;
-    let seats = parse_seats_csv(text)?;
-    Ok(NewVenue { id: query.id, name: query.name.unwrap_or_default(), seats })
+    Ok(VenueBody::Csv { text: text.to_owned(), id: query.id, name: query.name.unwrap_or_default() })
 }
 
 /// Creates a venue with its seats: JSON, or `text/csv` with a header line

@@ -144,16 +144,23 @@ impl SettlementService {
         let plan = self.sql.fee_plan(&s.seller_id).await?.unwrap_or(self.default_plan);
         let history = self.sql.settlement_history(&s.seller_id, s.event_id.as_deref(), s.to_ms).await?;
         let closed = self.sql.closed_periods(&s.seller_id).await?;
-        let entries: Vec<_> = history.iter().map(|h| h.entry.clone()).collect();
+        let charged = self.sql.settled_sale_fees(&s.seller_id, s.event_id.as_deref()).await?;
+        // One currency per statement: an event in another is another's.
+        let entries: Vec<_> = history.iter().filter(|h| h.currency == s.currency).map(|h| h.entry.clone()).collect();
         let unsettled: std::collections::HashSet<&str> =
             history.iter().filter(|h| h.statement_id.is_none()).map(|h| h.entry.id.as_str()).collect();
-        Ok(lines(&entries, &plan, |e| {
-            unsettled.contains(e.id.as_str())
-                && (e.at_ms >= s.from_ms
-                    || closed.iter().any(|(event, from, to)| {
-                        event.as_deref().is_none_or(|ev| ev == e.event) && (*from..*to).contains(&e.at_ms)
-                    }))
-        }))
+        Ok(lines(
+            &entries,
+            &plan,
+            |e| charged.get(&e.id).copied(),
+            |e| {
+                unsettled.contains(e.id.as_str())
+                    && (e.at_ms >= s.from_ms
+                        || closed.iter().any(|(event, from, to)| {
+                            event.as_deref().is_none_or(|ev| ev == e.event) && (*from..*to).contains(&e.at_ms)
+                        }))
+            },
+        ))
     }
 
     pub async fn get(&self, scope: Scope<'_>, id: &str) -> AppResult<Statement> {

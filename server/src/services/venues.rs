@@ -6,9 +6,36 @@ use qt_protocol::venues::{NewVenue, VenueDetail, VenuePage, VenueSeat, VenueSumm
 use super::coupons::{PAGE_MAX, Scope};
 use crate::clock::Clock;
 use crate::domain::coupons::{FieldErrors, Fields};
-use crate::domain::venues::{CheckedVenue, check_venue, sections};
+use crate::domain::venues::{CheckedVenue, check_csv_venue, check_venue, sections};
 use crate::error::{AppError, AppResult};
 use crate::store::sql::{BadCursor, SqlStore, VenueChange, VenueRecord};
+
+/// A venue as a request gave it.
+pub enum VenueBody {
+    Json(NewVenue),
+    /// A CSV upload with the venue's id and name from the query.
+    Csv {
+        text: String,
+        id: Option<String>,
+        name: String,
+    },
+}
+
+impl VenueBody {
+    fn id(&self) -> Option<&str> {
+        match self {
+            VenueBody::Json(v) => v.id.as_deref(),
+            VenueBody::Csv { id, .. } => id.as_deref(),
+        }
+    }
+
+    fn check(&self, generated_id: String) -> Result<CheckedVenue, FieldErrors> {
+        match self {
+            VenueBody::Json(v) => check_venue(v, generated_id),
+            VenueBody::Csv { text, id, name } => check_csv_venue(text, id.clone(), name.clone(), generated_id),
+        }
+    }
+}
 
 pub struct VenueService {
     pub sql: SqlStore,
@@ -26,8 +53,8 @@ fn checked_summary(v: &CheckedVenue) -> VenueSummary {
 impl VenueService {
     /// Stores a new venue of `seller`; every wrong field is named and
     /// nothing is stored then.
-    pub async fn create(&self, seller: &str, body: &NewVenue) -> AppResult<VenueSummary> {
-        let checked = check_venue(body, format!("v-{:012x}", rand::random::<u64>() >> 16))?;
+    pub async fn create(&self, seller: &str, body: &VenueBody) -> AppResult<VenueSummary> {
+        let checked = body.check(format!("v-{:012x}", rand::random::<u64>() >> 16))?;
         let venue = crate::domain::event::Venue {
             id: checked.id.clone(),
             seller_id: seller.to_owned(),
@@ -74,13 +101,13 @@ impl VenueService {
     }
 
     /// Replaces the venue's name and seats while no event uses it.
-    pub async fn replace(&self, scope: Scope<'_>, id: &str, body: &NewVenue) -> AppResult<VenueSummary> {
+    pub async fn replace(&self, scope: Scope<'_>, id: &str, body: &VenueBody) -> AppResult<VenueSummary> {
         let current = self.own(scope, id).await?;
-        if body.id.as_deref().is_some_and(|named| named != id) {
+        if body.id().is_some_and(|named| named != id) {
             let fields = Fields::from([("id".to_owned(), "must be the venue's own id, or absent".to_owned())]);
             return Err(FieldErrors(fields).into());
         }
-        let checked = check_venue(body, id.to_owned())?;
+        let checked = body.check(id.to_owned())?;
         let venue = crate::domain::event::Venue {
             id: id.to_owned(),
             seller_id: current.venue.seller_id,

@@ -194,8 +194,15 @@ struct Sold {
 /// every entry of the orders concerned, in time order (a refund needs its
 /// sale's fee and the refunds before it, which may lie in earlier
 /// statements). A refund of an order whose sale is not in `history` gives
-/// back its base and claws nothing back.
-pub fn lines(history: &[Entry], plan: &FeePlan, included: impl Fn(&Entry) -> bool) -> Vec<Line> {
+/// back its base and claws nothing back. `charged` is the fee a sale was
+/// settled with, once a closed statement fixed it: refunds claw back what
+/// was charged, whatever the plan says now.
+pub fn lines(
+    history: &[Entry],
+    plan: &FeePlan,
+    charged: impl Fn(&Entry) -> Option<Money>,
+    included: impl Fn(&Entry) -> bool,
+) -> Vec<Line> {
     let mut orders: HashMap<&str, Sold> = HashMap::new();
     let mut out = Vec::new();
     for e in history {
@@ -203,7 +210,7 @@ pub fn lines(history: &[Entry], plan: &FeePlan, included: impl Fn(&Entry) -> boo
         let line = match e.kind {
             EntryKind::Sale => {
                 let base = e.gross - e.discount_seller;
-                let fee = plan.fee(base, e.tickets);
+                let fee = charged(e).unwrap_or_else(|| plan.fee(base, e.tickets));
                 *sold = Sold { base, fee, refunded: 0 };
                 Line {
                     tickets: e.tickets,

@@ -132,7 +132,7 @@ proptest! {
         plan in plan(), cases in prop::collection::vec(case(), 0..12), cut in 0i64..400,
     ) {
         let history = history(&cases);
-        let all = lines(&history, &plan, |_| true);
+        let all = lines(&history, &plan, |_| None, |_| true);
         prop_assert_eq!(all.len(), history.len());
         for l in &all {
             prop_assert_eq!(l.net, l.gross - l.discounts_seller - l.fees + l.fee_clawbacks - l.refunds, "{:?}", l);
@@ -142,8 +142,8 @@ proptest! {
         prop_assert_eq!(total.orders, cases.len() as i64);
         prop_assert!(total.fee_clawbacks <= total.fees);
         // Two periods split at `cut` sum to the whole.
-        let early = Totals::of(&lines(&history, &plan, |e| e.at_ms < cut));
-        let late = Totals::of(&lines(&history, &plan, |e| e.at_ms >= cut));
+        let early = Totals::of(&lines(&history, &plan, |_| None, |e| e.at_ms < cut));
+        let late = Totals::of(&lines(&history, &plan, |_| None, |e| e.at_ms >= cut));
         prop_assert!(early.balances() && late.balances());
         prop_assert_eq!(early.net + late.net, total.net);
         prop_assert_eq!(early.fees + late.fees, total.fees);
@@ -183,7 +183,7 @@ fn a_statement_worked_by_hand() {
         // o1 refunded whole: 100,000 back, its fee 4,000 clawed back.
         Entry { id: "c".into(), kind: EntryKind::Refund, at_ms: 2, ..sale("c", "o1", 2, 110_000, 10_000, 0) },
     ];
-    let got = lines(&history, &plan, |_| true);
+    let got = lines(&history, &plan, |_| None, |_| true);
     assert_eq!((got[0].fees, got[0].net), (4_000, 96_000));
     assert_eq!((got[1].fees, got[1].net), (1_000, 14_000));
     assert_eq!((got[2].refunds, got[2].fee_clawbacks, got[2].net, got[2].tickets), (100_000, 4_000, -96_000, -2));
@@ -197,4 +197,25 @@ fn a_statement_worked_by_hand() {
     assert_eq!(FeePlan { percent_bp: 10_001, ..plan }.check(), Err(BadPlan::Percent));
     assert_eq!(FeePlan { min_per_order: -1, ..plan }.check(), Err(BadPlan::Minimum));
     assert_eq!(plan.check(), Ok(()));
+}
+
+#[test]
+fn a_refund_claws_back_the_fee_charged_even_after_the_plan_changed() {
+    let sale = Entry {
+        id: "s".into(),
+        event: "e".into(),
+        order: "o".into(),
+        kind: EntryKind::Sale,
+        at_ms: 1,
+        tickets: 1,
+        gross: 100_000,
+        discount_seller: 0,
+        discount_platform: 0,
+    };
+    let refund = Entry { id: "r".into(), kind: EntryKind::Refund, at_ms: 2, ..sale.clone() };
+    let history = vec![sale, refund];
+    // Settled at 3 % (3,000); the plan is 5 % now.
+    let now = FeePlan { percent_bp: 500, ..FeePlan::default() };
+    let got = lines(&history, &now, |e| (e.id == "s").then_some(3_000), |e| e.id == "r");
+    assert_eq!((got[0].fee_clawbacks, got[0].refunds, got[0].net), (3_000, 100_000, -97_000));
 }

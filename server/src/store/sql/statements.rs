@@ -234,7 +234,8 @@ impl SqlStore {
         let sql = format!(
             "SELECT outbox_id, event_id, order_id, kind, tickets, gross, discount_seller, discount_platform, \
              currency, at_ms, statement_id FROM ledger_entries \
-             WHERE seller_id = $1 AND at_ms < $2 {by_event} ORDER BY at_ms, outbox_id"
+             WHERE seller_id = $1 AND at_ms < $2 {by_event} \
+             ORDER BY at_ms, CASE kind WHEN 'sale' THEN 0 ELSE 1 END, outbox_id"
         );
         let mut q = sqlx::query(&sql).bind(seller).bind(to_ms);
         if let Some(event) = event {
@@ -267,6 +268,30 @@ impl SqlStore {
         Ok(out)
     }
 
+    /// The fee each sale of the seller (of one event, or all) was settled
+    /// with, by ledger entry, for the sales a closed statement holds.
+    pub async fn settled_sale_fees(
+        &self,
+        seller: &str,
+        event: Option<&str>,
+    ) -> StoreResult<std::collections::HashMap<String, i64>> {
+        let by_event = if event.is_some() { "AND e.event_id = $3" } else { "" };
+        let sql = format!(
+            "SELECT l.entry_id, l.fees FROM statement_lines l \
+             JOIN ledger_entries e ON e.outbox_id = l.entry_id AND e.statement_id = l.statement_id \
+             WHERE e.seller_id = $1 AND l.kind = $2 {by_event}"
+        );
+        let mut q = sqlx::query(&sql).bind(seller).bind(EntryKind::Sale.as_str());
+        if let Some(event) = event {
+            q = q.bind(event);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("entry_id")?, r.try_get("fees")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// The closed statements of the seller: `(event or every event, from, to)`.
     pub async fn closed_periods(&self, seller: &str) -> StoreResult<Vec<(Option<String>, i64, i64)>> {
         let rows = sqlx::query("SELECT event_id, from_ms, to_ms FROM statements WHERE seller_id = $1 AND status = $2")
@@ -290,6 +315,12 @@ impl SqlStore {
     pub async fn close_statement(&self, id: &str, lines: &[Line], now_ms: i64) -> StoreResult<Option<bool>> {
         let t = Totals::of(lines);
         let mut tx = self.writer.begin().await?;
+        // One close per seller at a time: two overlapping closes would
+        // otherwise lock the same ledger rows in different orders.
+        sqlx::query("UPDATE sellers SET name = name WHERE id = (SELECT seller_id FROM statements WHERE id = $1)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query(
             "UPDATE statements SET status = $1, closed_ms = $2, orders = $3, tickets = $4, gross = $5, \
              discounts_seller = $6, discounts_platform = $7, fees = $8, fee_clawbacks = $9, refunds = $10, net = $11 \

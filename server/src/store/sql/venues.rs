@@ -126,10 +126,15 @@ impl SqlStore {
     /// event created meanwhile waits for the change (Postgres) or cannot
     /// start before it (SQLite's one writer).
     async fn venue_in_use(tx: &mut AnyConnection, id: &str) -> StoreResult<Option<bool>> {
-        let exists = sqlx::query("UPDATE venues SET name = name WHERE id = $1 RETURNING id")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // Postgres: FOR UPDATE conflicts with the key-share lock a new
+        // event's foreign key takes (an update of a non-key column would
+        // not). SQLite: any write holds the one write lock.
+        let lock = if tx.backend_name().eq_ignore_ascii_case("sqlite") {
+            "UPDATE venues SET name = name WHERE id = $1 RETURNING id"
+        } else {
+            "SELECT id FROM venues WHERE id = $1 FOR UPDATE"
+        };
+        let exists = sqlx::query(lock).bind(id).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
             return Ok(None);
         }
