@@ -270,7 +270,8 @@ fn cursor_of(o: &OrderRecord) -> String {
     format!("{}:{}", o.created_ms, o.id)
 }
 
-fn parse_cursor(cursor: &str) -> Option<(i64, &str)> {
+/// Reads a `(created_ms, id)` cursor back; statements page the same way.
+pub(super) fn parse_cursor(cursor: &str) -> Option<(i64, &str)> {
     let (created_ms, id) = cursor.split_once(':')?;
     Some((created_ms.parse().ok()?, id)).filter(|(_, id)| !id.is_empty())
 }

@@ -5,7 +5,7 @@
 use qt_protocol::statements::StatementStatus;
 use sqlx::Row;
 
-use super::orders::parameter_list;
+use super::orders::{parameter_list, parse_cursor};
 use super::{BadCursor, SqlStore};
 use crate::domain::settlement::{Entry, EntryKind, FeePlan, Line, Totals};
 use crate::store::StoreResult;
@@ -96,11 +96,6 @@ fn line(r: &sqlx::any::AnyRow) -> Result<Line, sqlx::Error> {
 /// `(created_ms, id)` order.
 fn cursor_of(s: &StatementRecord) -> String {
     format!("{}:{}", s.created_ms, s.id)
-}
-
-fn parse_cursor(cursor: &str) -> Option<(i64, &str)> {
-    let (created_ms, id) = cursor.split_once(':')?;
-    Some((created_ms.parse().ok()?, id)).filter(|(_, id)| !id.is_empty())
 }
 
 impl SqlStore {
